@@ -1,0 +1,5 @@
+"""The `afo-runbook` command: placeholder, being written."""
+
+
+def main() -> int:
+    return 0
