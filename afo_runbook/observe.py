@@ -1,0 +1,277 @@
+"""Runbook section 1 as library code: each check, the symptom it names, and a concurrent runner.
+
+The pytest checks in `checks/` and the re-observation after a recovery (section 3.3) both call
+these functions, so a check means the same thing wherever it runs. A failing check always names
+the root cause: a guard or SSE check whose server is unreachable is `service-down`, not a
+security or heartbeat symptom.
+"""
+
+from __future__ import annotations
+
+import secrets as random_tokens
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from afo_runbook.config import GuardConfig, HealthTarget, RunbookConfig, SseConfig
+from afo_runbook.probes.http import HttpSeen, http_get
+from afo_runbook.probes.sse import SseSeen, sse_probe
+from afo_runbook.secret import Secret
+
+GROUPS: tuple[str, ...] = ("health", "guard", "sse", "containers")
+GUARD_CASES: tuple[str, ...] = ("no-secret", "wrong-secret", "right-secret")
+# The least a network call gets, even when the observe budget is nearly spent.
+MIN_CALL_TIMEOUT = 0.5
+LIVENESS_TIMEOUT = 3.0
+
+
+@dataclass
+class CheckResult:
+    key: str  # "health[api]", "guard[no-secret]", "sse", "containers[afo-core]"
+    group: str
+    ok: bool
+    symptom: str | None
+    message: str  # one line: what was seen against what was expected
+    evidence: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the check could not run (a skip, never a pass)
+
+    @property
+    def outcome(self) -> str:
+        if self.skipped:
+            return "skipped"
+        return "passed" if self.ok else "failed"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The whole observe run's budget (wall clock, so xdist workers share it)."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float, start: float | None = None) -> Deadline:
+        return cls((time.time() if start is None else start) + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.time()
+
+    def cap(self, seconds: float) -> float:
+        return max(MIN_CALL_TIMEOUT, min(seconds, self.remaining()))
+
+
+# -- 1.1 health --------------------------------------------------------------------------------
+
+
+def check_health(target: HealthTarget, config: RunbookConfig, deadline: Deadline) -> CheckResult:
+    timeout = deadline.cap(config.timeout_for("health", target.timeout))
+    seen = http_get(target.url, timeout=timeout, max_body=target.max_body)
+    return judge_health(target, seen, timeout)
+
+
+def judge_health(target: HealthTarget, seen: HttpSeen, timeout: float) -> CheckResult:
+    key = f"health[{target.name}]"
+    evidence = {**seen.evidence(), "expect": target.expect, "timeout_s": round(timeout, 2)}
+    if not seen.answered:
+        return _failed(key, "health", "service-down", f"{target.url}: {seen.describe()}", evidence)
+    if seen.status != target.expect:
+        return _failed(key, "health", "service-down",
+                       f"{target.url} answered {seen.describe()}, expected {target.expect}",
+                       evidence)
+    if seen.oversize:
+        return _failed(key, "health", "service-down",
+                       f"{target.url} answered {seen.status} with a body over the "
+                       f"{target.max_body} byte bound (content length "
+                       f"{seen.content_length or 'unknown'}); not read further", evidence)
+    if seen.error_class:
+        return _failed(key, "health", "service-down",
+                       f"{target.url} answered {seen.status} but {seen.error}", evidence)
+    return CheckResult(key, "health", True, None,
+                       f"{target.url} answered {seen.status} in "
+                       f"{evidence['latency_ms']} ms", evidence)
+
+
+# -- 1.2 security guard ------------------------------------------------------------------------
+
+
+def wrong_secret(real: str | None) -> str:
+    """A random wrong value: never a fixed word that could happen to be someone's secret."""
+    while True:
+        value = "wrong-" + random_tokens.token_urlsafe(18)
+        if value != real:
+            return value
+
+
+def check_guard(case: str, guard: GuardConfig, secret: Secret | None, config: RunbookConfig,
+                deadline: Deadline) -> CheckResult:
+    if case not in GUARD_CASES:
+        raise ValueError(f"unknown guard case {case!r}")
+    headers: dict[str, str] = {}
+    sent = "no header"
+    if case == "wrong-secret":
+        headers[guard.header] = wrong_secret(secret.reveal() if secret else None)
+        sent = "a random wrong value"
+    elif case == "right-secret":
+        if secret is None:
+            raise ValueError("the right-secret guard check needs the secret")
+        headers[guard.header] = secret.reveal()
+        sent = f"the configured secret (from {secret.origin})"
+    timeout = deadline.cap(config.timeout_for("guard", guard.timeout))
+    seen = http_get(guard.url, timeout=timeout, headers=headers, max_body=64 * 1024)
+    return judge_guard(case, guard, seen, sent, timeout)
+
+
+def judge_guard(case: str, guard: GuardConfig, seen: HttpSeen, sent: str,
+                timeout: float) -> CheckResult:
+    key = f"guard[{case}]"
+    evidence = {**seen.evidence(), "header": guard.header, "sent": sent,
+                "deny": list(guard.deny), "allow": guard.allow, "timeout_s": round(timeout, 2)}
+    refusals = "/".join(str(s) for s in guard.deny)
+    if not seen.answered:
+        return _failed(key, "guard", "service-down",
+                       f"guard unreachable with {sent}: {seen.describe()}", evidence)
+    status = seen.status
+    if case in ("no-secret", "wrong-secret"):
+        if status in guard.deny:
+            return CheckResult(key, "guard", True, None,
+                               f"refused {sent} with {status}", evidence)
+        if status == guard.allow:
+            return _failed(key, "guard", "guard-open",
+                           f"the guard let {sent} through with {status}, expected {refusals}: "
+                           "the guard is open", evidence)
+        return _failed(key, "guard", "service-down",
+                       f"the guard answered {sent} with {status}, neither a refusal "
+                       f"({refusals}) nor {guard.allow}", evidence)
+    if status == guard.allow:
+        return CheckResult(key, "guard", True, None, f"accepted {sent} with {status}", evidence)
+    if status == 503:
+        return _failed(key, "guard", "secret-unconfigured",
+                       "the right secret got 503: the service has no secret configured",
+                       evidence)
+    return _failed(key, "guard", "secret-rejected",
+                   f"the right secret got {status}, expected {guard.allow}: the service's "
+                   "secret differs from the suite's", evidence)
+
+
+# -- 1.3 SSE stream ----------------------------------------------------------------------------
+
+
+def check_sse(sse: SseConfig, config: RunbookConfig, deadline: Deadline) -> CheckResult:
+    window = deadline.cap(sse.window)
+    seen = sse_probe(sse.url, window=window, max_bytes=sse.max_bytes)
+    liveness = None
+    if seen.error_class and seen.error_class not in ("refused", "dns"):
+        # Is it the stream or the whole server? Ask the same server something simple.
+        liveness = http_get(_liveness_url(sse.url, config), max_body=64 * 1024,
+                            timeout=deadline.cap(LIVENESS_TIMEOUT))
+    return judge_sse(sse, seen, liveness)
+
+
+def _liveness_url(url: str, config: RunbookConfig) -> str:
+    origin = urlsplit(url)._replace(path="/", query="", fragment="")
+    for target in config.health:
+        if urlsplit(target.url)[:2] == origin[:2]:
+            return target.url
+    return origin.geturl()
+
+
+def judge_sse(sse: SseConfig, seen: SseSeen, liveness: HttpSeen | None) -> CheckResult:
+    evidence = seen.evidence()
+    if seen.ok:
+        first = seen.first_event
+        assert first is not None
+        return CheckResult("sse", "sse", True, None,
+                           f"first event {first.event!r} after {first.at_s * 1000:.0f} ms "
+                           f"({seen.bytes_read} bytes)", evidence)
+    if seen.error_class:
+        if liveness is not None:
+            evidence["server_answers_http"] = {"url": liveness.url, "status": liveness.status,
+                                               "error_class": liveness.error_class}
+        if liveness is None or not liveness.answered:
+            return _failed("sse", "sse", "service-down",
+                           f"{sse.url}: {seen.error_class}: {seen.error}; the server does not "
+                           "answer HTTP", evidence)
+        return _failed("sse", "sse", "heartbeat-failure",
+                       f"{sse.url}: {seen.error_class}: {seen.error}, while the server answers "
+                       f"HTTP ({liveness.status} from {liveness.url})", evidence)
+    return _failed("sse", "sse", "heartbeat-failure", f"{sse.url}: {seen.problem}", evidence)
+
+
+def _failed(key: str, group: str, symptom: str, message: str,
+            evidence: dict[str, Any]) -> CheckResult:
+    return CheckResult(key, group, False, symptom, message, evidence)
+
+
+# -- running them, concurrently as the runbook's `&` ... `wait` --------------------------------
+
+
+class Observation:
+    """Starts checks in threads at once; each result is waited for on its own."""
+
+    def __init__(self, jobs: dict[str, Callable[[], CheckResult]], max_workers: int = 32) -> None:
+        self._jobs = jobs
+        self._max_workers = max(1, min(max_workers, len(jobs)))
+        self._futures: dict[str, Future[CheckResult]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> Observation:
+        with self._lock:
+            if self._pool is None and self._jobs:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="observe")
+                self._futures = {key: self._pool.submit(job) for key, job in self._jobs.items()}
+        return self
+
+    def result(self, key: str) -> CheckResult:
+        self.start()
+        return self._futures[key].result()
+
+    def results(self) -> list[CheckResult]:
+        self.start()
+        return [self._futures[key].result() for key in self._jobs]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._jobs
+
+
+def plan(config: RunbookConfig, secret: Secret | None, deadline: Deadline,
+         groups: Iterable[str] = GROUPS) -> dict[str, Callable[[], CheckResult]]:
+    """Every configured check of the given groups, keyed like `health[api]`."""
+    wanted = set(groups)
+    jobs: dict[str, Callable[[], CheckResult]] = {}
+    if "health" in wanted:
+        for target in config.health:
+            jobs[f"health[{target.name}]"] = _bind(check_health, target, config, deadline)
+    if "guard" in wanted and config.guard is not None:
+        for case in GUARD_CASES:
+            jobs[f"guard[{case}]"] = _bind(check_guard, case, config.guard, secret, config,
+                                           deadline)
+    if "sse" in wanted and config.sse is not None:
+        jobs["sse"] = _bind(check_sse, config.sse, config, deadline)
+    if "containers" in wanted and config.containers is not None:
+        from afo_runbook.containers import plan_containers  # the docker SDK only when needed
+
+        jobs.update(plan_containers(config, deadline))
+    return jobs
+
+
+def _bind(func: Callable[..., CheckResult], *args: Any) -> Callable[[], CheckResult]:
+    return lambda: func(*args)
+
+
+def observe(config: RunbookConfig, secret: Secret | None, deadline: Deadline | None = None,
+            groups: Iterable[str] = GROUPS) -> list[CheckResult]:
+    """All of section 1 at once, outside pytest (used to confirm a recovery, section 3.3)."""
+    deadline = deadline or Deadline.after(config.budgets.observe)
+    observation = Observation(plan(config, secret, deadline, groups), max_workers=64)
+    try:
+        return observation.results()
+    finally:
+        observation.close()
