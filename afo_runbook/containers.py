@@ -29,13 +29,16 @@ POLL = 0.2
 RESTART_WATCH = 1.5  # seconds to watch a container that has restarted before
 
 
-def plan_containers(config: RunbookConfig,
-                    deadline: Deadline) -> dict[str, Callable[[], CheckResult]]:
+def plan_containers(config: RunbookConfig, deadline: Deadline
+                    ) -> dict[str, tuple[float, Callable[[], CheckResult]]]:
+    """{key: (seconds the check may need, the check)} for every configured container."""
     containers = config.containers
     if containers is None:
         return {}
     budget = config.budgets.containers
-    return {f"containers[{name}]": _job(name, containers, budget, deadline)
+    # connect + inspect (half the budget), a starting healthcheck's grace, a restart watch
+    needs = budget / 2 + containers.health_grace + RESTART_WATCH
+    return {f"containers[{name}]": (needs, _job(name, containers, budget, deadline))
             for name in containers.names}
 
 

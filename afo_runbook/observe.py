@@ -12,7 +12,6 @@ import secrets as random_tokens
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -208,57 +207,119 @@ def _failed(key: str, group: str, symptom: str, message: str,
 # -- running them, concurrently as the runbook's `&` ... `wait` --------------------------------
 
 
-class Observation:
-    """Starts checks in threads at once; each result is waited for on its own."""
+@dataclass
+class Job:
+    """One check to run, and the time by which its result must be there.
 
-    def __init__(self, jobs: dict[str, Callable[[], CheckResult]], max_workers: int = 32) -> None:
+    Per-read socket timeouts cannot stop a target that trickles a byte at a time, so the
+    runner also holds each job to `limit` seconds (inside its group budget): past it, the
+    check fails cleanly as a timeout and pytest-timeout stays a backstop that never fires.
+    """
+
+    run: Callable[[], CheckResult]
+    limit: float
+    key: str
+    group: str
+
+    def overrun(self) -> CheckResult:
+        # For a container check it is the Docker engine that did not answer in time.
+        return CheckResult(self.key, self.group, False, "service-down",
+                           f"no complete answer within {self.limit:.1f} s (the target kept "
+                           "the connection busy without finishing)",
+                           {"error_class": "timeout", "limit_s": round(self.limit, 2)})
+
+
+class _Running:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.done = threading.Event()
+        self.result: CheckResult | None = None
+        self.started = time.monotonic()
+        # A daemon thread: a probe stuck on a hostile target must not hold the process open.
+        self.thread = threading.Thread(target=self._run, name=f"observe {job.key}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.job.run()
+        except Exception as exc:  # noqa: BLE001 - a bug must still give a clean check result
+            self.result = CheckResult(self.job.key, self.job.group, False, "service-down",
+                                      f"the check itself failed: {type(exc).__name__}: {exc}",
+                                      {"error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            self.done.set()
+
+    def wait(self) -> CheckResult:
+        remaining = self.started + self.job.limit - time.monotonic()
+        if not self.done.wait(max(0.0, remaining)):
+            self.result = self.job.overrun()
+            self.done.set()
+        assert self.result is not None
+        return self.result
+
+
+class Observation:
+    """Starts its checks at once, each in its own thread; each result is waited for alone."""
+
+    def __init__(self, jobs: dict[str, Job]) -> None:
         self._jobs = jobs
-        self._max_workers = max(1, min(max_workers, len(jobs)))
-        self._futures: dict[str, Future[CheckResult]] = {}
+        self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> Observation:
         with self._lock:
-            if self._pool is None and self._jobs:
-                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="observe")
-                self._futures = {key: self._pool.submit(job) for key, job in self._jobs.items()}
+            if not self._running:
+                self._running = {key: _Running(job) for key, job in self._jobs.items()}
         return self
 
     def result(self, key: str) -> CheckResult:
         self.start()
-        return self._futures[key].result()
+        return self._running[key].wait()
 
     def results(self) -> list[CheckResult]:
         self.start()
-        return [self._futures[key].result() for key in self._jobs]
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        return [self._running[key].wait() for key in self._jobs]
 
     def __contains__(self, key: str) -> bool:
         return key in self._jobs
 
 
+SLACK = 1.0  # seconds a job may take beyond its network timeout (parsing, evidence)
+
+
+def _limit(config: RunbookConfig, group: str, network: float, deadline: Deadline) -> float:
+    """When a job's result must be there: after its own timeouts, before the backstop."""
+    budget = config.budgets.for_group(group)
+    return max(MIN_CALL_TIMEOUT, min(network + SLACK, budget - 0.5,
+                                     deadline.remaining() + SLACK))
+
+
 def plan(config: RunbookConfig, secret: Secret | None, deadline: Deadline,
-         groups: Iterable[str] = GROUPS) -> dict[str, Callable[[], CheckResult]]:
+         groups: Iterable[str] = GROUPS) -> dict[str, Job]:
     """Every configured check of the given groups, keyed like `health[api]`."""
     wanted = set(groups)
-    jobs: dict[str, Callable[[], CheckResult]] = {}
+    jobs: dict[str, Job] = {}
+
+    def add(key: str, group: str, network: float, run: Callable[[], CheckResult]) -> None:
+        jobs[key] = Job(run, _limit(config, group, network, deadline), key, group)
+
     if "health" in wanted:
         for target in config.health:
-            jobs[f"health[{target.name}]"] = _bind(check_health, target, config, deadline)
+            add(f"health[{target.name}]", "health",
+                config.timeout_for("health", target.timeout),
+                _bind(check_health, target, config, deadline))
     if "guard" in wanted and config.guard is not None:
         for case in GUARD_CASES:
-            jobs[f"guard[{case}]"] = _bind(check_guard, case, config.guard, secret, config,
-                                           deadline)
+            add(f"guard[{case}]", "guard", config.timeout_for("guard", config.guard.timeout),
+                _bind(check_guard, case, config.guard, secret, config, deadline))
     if "sse" in wanted and config.sse is not None:
-        jobs["sse"] = _bind(check_sse, config.sse, config, deadline)
+        add("sse", "sse", config.sse.window + LIVENESS_TIMEOUT,
+            _bind(check_sse, config.sse, config, deadline))
     if "containers" in wanted and config.containers is not None:
         from afo_runbook.containers import plan_containers  # the docker SDK only when needed
 
-        jobs.update(plan_containers(config, deadline))
+        for key, (network, run) in plan_containers(config, deadline).items():
+            add(key, "containers", network, run)
     return jobs
 
 
@@ -270,8 +331,4 @@ def observe(config: RunbookConfig, secret: Secret | None, deadline: Deadline | N
             groups: Iterable[str] = GROUPS) -> list[CheckResult]:
     """All of section 1 at once, outside pytest (used to confirm a recovery, section 3.3)."""
     deadline = deadline or Deadline.after(config.budgets.observe)
-    observation = Observation(plan(config, secret, deadline, groups), max_workers=64)
-    try:
-        return observation.results()
-    finally:
-        observation.close()
+    return Observation(plan(config, secret, deadline, groups)).results()

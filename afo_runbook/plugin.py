@@ -187,7 +187,7 @@ def _guard_selected(config: pytest.Config) -> bool:
 
         return Expression.compile(markexpr).evaluate(
             lambda name, **_: name in {"observe", "guard", "recovery"})
-    except Exception:
+    except Exception:  # noqa: BLE001 - a private pytest API; when unsure, require the secret
         return True
 
 
@@ -358,10 +358,6 @@ class Observed:
             self._observations[group] = observation
         return observation.result(key)
 
-    def close(self) -> None:
-        for observation in self._observations.values():
-            observation.close()
-
 
 @pytest.fixture(scope="session")
 def runbook(request: pytest.FixtureRequest) -> RunbookRun:
@@ -374,10 +370,8 @@ def runbook(request: pytest.FixtureRequest) -> RunbookRun:
 
 
 @pytest.fixture(scope="session")
-def observed(request: pytest.FixtureRequest, runbook: RunbookRun):  # type: ignore[no-untyped-def]
-    observed = Observed(runbook, request.session.items)
-    yield observed
-    observed.close()
+def observed(request: pytest.FixtureRequest, runbook: RunbookRun) -> Observed:
+    return Observed(runbook, request.session.items)
 
 
 @pytest.fixture
@@ -472,7 +466,8 @@ class RunbookController:
             return
         outcome = "error" if report.when == "setup" and report.failed else report.outcome
         self.run.records[data["id"]] = CheckRecord(
-            id=data["id"], group=data["group"], outcome=outcome, symptom=data["symptom"],
+            id=data["id"], key=data["key"], group=data["group"], outcome=outcome,
+            symptom=data["symptom"],
             duration_s=report.duration, message=data["message"], evidence=data["evidence"],
             recovery=data["recovery"])
 

@@ -24,6 +24,7 @@ FALLBACK_SYMPTOM = {
 @dataclass
 class CheckRecord:
     id: str
+    key: str  # "health[api]", "guard[no-secret]", "sse", "containers[afo-core]"
     group: str
     outcome: str  # passed | failed | skipped | error
     symptom: str | None
@@ -39,6 +40,7 @@ class CheckRecord:
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "key": self.key,
             "group": self.group,
             "outcome": self.outcome,
             "symptom": self.symptom,

@@ -27,7 +27,7 @@ def connect(timeout: float) -> docker.DockerClient:
         return client
     except DockerException as exc:
         raise DockerUnavailable(_cause(exc)) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a hung or odd daemon raises requests errors
         raise DockerUnavailable(_cause(exc)) from None
 
 
@@ -191,7 +191,7 @@ def read_logs(client: docker.DockerClient, container_id: str, *, since_s: float,
             while excerpt.bytes > max_bytes and len(chunks) > 1:
                 excerpt.bytes -= len(chunks.pop(0))
                 excerpt.truncated = True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unreadable logs are evidence, not a crash
         excerpt.problem = f"could not read the logs: {_cause(exc)}"
     text = b"".join(chunks)[-max_bytes:].decode("utf-8", errors="replace")
     lines = text.splitlines()

@@ -102,7 +102,7 @@ def http_get(
             allow_redirects=False,  # as curl without -L: a redirect is not the expected answer
             timeout=timeout_for(timeout),
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
         seen.error_class, seen.error = classify_error(exc)
         seen.elapsed_s = time.monotonic() - started
         return seen
@@ -157,7 +157,7 @@ class BoundedRead:
             sock.settimeout(remaining)
         try:
             data = self.response.raw.read1(size)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
             self.error_class, self.error = classify_error(exc)
             if self.error_class == "timeout":
                 self.error = "deadline reached while reading the body"

@@ -188,7 +188,7 @@ def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024) -> SseSe
             allow_redirects=False,
             timeout=timeout_for(window),
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
         seen.error_class, seen.error = classify_error(exc)
         seen.elapsed_s = time.monotonic() - started
         return seen

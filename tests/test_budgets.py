@@ -1,0 +1,152 @@
+"""Hostile targets: a hanging, resetting, trickling or enormous target is a clean failure
+inside its budget, with bounded memory, never a hung run or a traceback wall."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from afo_runbook.refstack.rawservers import RawServer
+
+FAST = {"observe": 30, "health": 4, "guard": 4, "sse": 4, "containers": 4}
+
+
+def everything_at(url: str, env_file: object) -> dict:
+    """Every section-1 check pointed at one target."""
+    return {
+        "budgets": FAST,
+        "health": [{"name": n, "url": f"{url}/health-{n}"} for n in ("a", "b", "c")],
+        "guard": {"url": f"{url}/guard", "env_file": str(env_file)},
+        "sse": {"url": f"{url}/sse", "window": 2},
+    }
+
+
+def test_tarpit_api_fails_cleanly_inside_the_budget(stack, config_for, run_suite):
+    stack.set_fault("api", "tarpit")
+    config = config_for(budgets=FAST, sse={"url": f"{stack.urls['api']}/api/thoughts/sse",
+                                           "window": 2})
+    result = run_suite("-m", "observe", "--runbook-config", str(config))  # parallel default
+    assert result.rc == 1
+    failing = result.failing()
+    assert set(failing) == {"health[api]", "guard[no-secret]", "guard[wrong-secret]",
+                            "guard[right-secret]", "sse"}
+    assert set(failing.values()) == {"service-down"}
+    assert result.check("health[api]")["evidence"]["error_class"] == "timeout"
+    # health and guard wait half their 4 s budget; the SSE window is 2 s (+ a liveness look)
+    assert result.verdict["duration_s"] < 8
+    assert "Traceback" not in result.output
+    assert "Timeout (>" not in result.output  # our own timeouts fired, not the backstop
+
+
+def test_reset_api_is_service_down_with_its_cause(stack, config_for, run_suite):
+    stack.set_fault("api", "reset")
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config_for()))
+    assert result.verdict["symptoms"] == ["service-down"]
+    assert result.check("health[api]")["evidence"]["error_class"] == "reset"
+    assert "reset" in result.check("health[api]")["message"]
+
+
+def test_huge_body_is_refused_with_bounded_memory(stack, config_for, run_suite):
+    stack.set_fault("api", "huge-body", 200)
+    result = run_suite("-m", "health", "-n", "0", "--runbook-config", str(config_for()))
+    # the largest child so far: every pytest run this worker made, this one included
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert result.failing() == {"health[api]": "service-down"}
+    evidence = result.check("health[api]")["evidence"]
+    assert evidence["content_length"] == 200 * 1024 * 1024
+    assert evidence["oversize"] is True
+    assert evidence["bytes"] <= 64 * 1024  # an excerpt, never the body
+    assert "bound" in result.check("health[api]")["message"]
+    assert peak_mib < 150, f"a pytest run peaked at {peak_mib:.0f} MiB"
+    assert result.seconds < 10
+
+
+@pytest.mark.parametrize(("mode", "error_class"),
+                         [("hang", "timeout"), ("reset", "reset"), ("garbage", "not-http")])
+def test_every_target_on_a_raw_server(mode, error_class, write_runbook, suite_env_file,
+                                      run_suite):
+    with RawServer(mode) as server:
+        config = write_runbook(everything_at(server.url, suite_env_file))
+        result = run_suite("-m", "observe", "--runbook-config", str(config))
+    assert result.rc == 1
+    assert set(result.failing().values()) == {"service-down"}
+    assert len(result.failing()) == 7
+    assert result.check("health[a]")["evidence"]["error_class"] == error_class
+    # all hung at once: one budget's wait, not seven (run one after another: 4 * 2 + 4 s)
+    assert result.verdict["duration_s"] < 7
+    assert "Traceback" not in result.output
+
+
+class DripServer:
+    """Answers a status line, then one header byte every 0.2 s forever: a read timeout per
+    recv never fires, so only a deadline (or the pytest-timeout backstop) stops a client."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        conns: list[socket.socket] = []
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()  # the 0.2 s accept timeout paces the drip
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                conns.append(conn)
+            except TimeoutError:
+                pass
+            for conn in conns:
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    conns.remove(conn)
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> DripServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def drip() -> Iterator[DripServer]:
+    with DripServer() as server:
+        yield server
+
+
+def test_trickling_target_is_stopped_by_our_deadline_not_the_backstop(drip, write_runbook,
+                                                                       suite_env_file,
+                                                                       run_suite):
+    config = write_runbook(everything_at(drip.url, suite_env_file))
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config))
+    assert result.rc == 1
+    assert set(result.failing().values()) == {"service-down"}
+    assert "no complete answer within" in result.check("health[a]")["message"]
+    assert "Timeout (>" not in result.output
+    assert "Traceback" not in result.output
+    assert result.verdict["duration_s"] < 10
+
+
+def test_spent_observe_budget_is_reported(write_runbook, suite_env_file, run_suite):
+    with RawServer("hang") as server:
+        config = everything_at(server.url, suite_env_file)
+        config["budgets"] = {**FAST, "observe": 1.5, "health": 1, "guard": 1, "sse": 1,
+                             "containers": 1}
+        config["sse"]["window"] = 0.9
+        result = run_suite("-m", "observe", "-n", "0", "--runbook-config",
+                           str(write_runbook(config)))
+    verdict = result.verdict
+    assert verdict["over_budget"] is True
+    assert verdict["duration_s"] > verdict["observe_budget_s"]
+    assert "OVER BUDGET" in result.stdout

@@ -1,0 +1,146 @@
+"""The observe phase against the real reference stack: each fault -> the right failing checks,
+symptom and decision. The suite runs as an operator runs it (`pytest -m observe`) in a
+subprocess; the JSON verdict is what we read."""
+
+from __future__ import annotations
+
+import pytest
+
+ALL_KEYS = {"health[api]", "health[aux]", "health[dashboard]", "guard[no-secret]",
+            "guard[wrong-secret]", "guard[right-secret]", "sse"}
+
+
+def test_healthy_stack_is_green(stack, config_for, run_suite):
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config_for()))
+    assert result.rc == 0, result.output
+    verdict = result.verdict
+    assert verdict["decision"] == "monitor"
+    assert verdict["priority"] == "none"
+    assert verdict["symptoms"] == []
+    assert {c["key"] for c in verdict["checks"]} == ALL_KEYS
+    assert all(c["outcome"] == "passed" for c in verdict["checks"])
+    assert verdict["deselected"] == [
+        {"group": "containers", "reason": f"no [containers] section in {verdict['config']}"}]
+    sse = result.check("sse")["evidence"]
+    assert sse["first_event"] == "heartbeat"
+    assert sse["content_type"].startswith("text/event-stream")
+    assert sse["bytes"] > 0
+    assert sse["ttfb_ms"] is not None
+    assert "decision: monitor" in result.stdout
+
+
+FAULTS = [
+    # (service, fault, value, {check: symptom}, decision, priority)
+    ("api", "guard-open", None,
+     {"guard[no-secret]": "guard-open", "guard[wrong-secret]": "guard-open"},
+     "rollback", "immediate"),
+    ("api", "secret-missing", None, {"guard[right-secret]": "secret-unconfigured"},
+     "rollback", "immediate"),
+    ("api", "health-500", None, {"health[api]": "service-down"}, "restart", "immediate"),
+    ("aux", "health-500", None, {"health[aux]": "service-down"}, "restart", "immediate"),
+    ("dashboard", "health-500", None, {"health[dashboard]": "service-down"}, "restart",
+     "immediate"),
+    ("aux", "down", None, {"health[aux]": "service-down"}, "restart", "immediate"),
+    ("api", "sse-silent", None, {"sse": "heartbeat-failure"}, "review-restart", "within-5-min"),
+    ("api", "sse-comments", None, {"sse": "heartbeat-failure"}, "review-restart",
+     "within-5-min"),
+    ("api", "sse-late", 30, {"sse": "heartbeat-failure"}, "review-restart", "within-5-min"),
+    ("api", "sse-wrong-type", None, {"sse": "heartbeat-failure"}, "review-restart",
+     "within-5-min"),
+    ("api", "sse-garbage", None, {"sse": "heartbeat-failure"}, "review-restart",
+     "within-5-min"),
+]
+
+
+@pytest.mark.parametrize(("service", "fault", "value", "failing", "decision", "priority"),
+                         FAULTS, ids=[f"{f[0]}:{f[1]}" for f in FAULTS])
+def test_fault_gives_its_symptom_and_decision(stack, config_for, run_suite, service, fault,
+                                              value, failing, decision, priority):
+    stack.set_fault(service, fault, value)
+    config = config_for(sse={"url": f"{stack.urls['api']}/api/thoughts/sse", "window": 2})
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config))
+    assert result.rc == 1, result.output
+    assert result.failing() == failing
+    assert result.verdict["decision"] == decision
+    assert result.verdict["priority"] == priority
+    assert result.verdict["symptoms"] == sorted(set(failing.values()))
+    # the other checks still passed: one fault, one finding
+    passed = {c["key"] for c in result.verdict["checks"] if c["outcome"] == "passed"}
+    assert passed == ALL_KEYS - set(failing)
+
+
+def test_sse_problems_are_named_in_the_evidence(stack, config_for, run_suite):
+    config = config_for(sse={"url": f"{stack.urls['api']}/api/thoughts/sse", "window": 2})
+    stack.set_fault("api", "sse-garbage")
+    garbage = run_suite("-m", "sse", "-n", "0", "--runbook-config", str(config)).check("sse")
+    assert "not SSE framing" in garbage["message"]
+    assert garbage["evidence"]["bytes"] > 0  # the runbook's `wc -c` would have called it fine
+    stack.clear_fault("api")
+    stack.set_fault("api", "sse-wrong-type")
+    wrong = run_suite("-m", "sse", "-n", "0", "--runbook-config", str(config)).check("sse")
+    assert "text/plain" in wrong["message"]
+    assert wrong["evidence"]["status"] == 200
+
+
+def test_sse_check_does_not_wait_out_the_window(stack, config_for, run_suite):
+    config = config_for(sse={"url": f"{stack.urls['api']}/api/thoughts/sse", "window": 15},
+                        budgets={"sse": 19})
+    result = run_suite("-m", "sse", "-n", "0", "--runbook-config", str(config))
+    assert result.rc == 0, result.output
+    first = result.check("sse")["evidence"]["events"][0]
+    assert first["event"] == "heartbeat"
+    assert first["at_ms"] < 1000
+    assert result.seconds < 10  # the shell check always takes its full --max-time
+
+
+def test_api_down_is_service_down_only(stack, config_for, run_suite):
+    """The guard and SSE checks fail too, but the verdict names the root cause, not echoes."""
+    stack.set_fault("api", "down")
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config_for()))
+    assert result.rc == 1
+    assert result.failing() == {key: "service-down" for key in (
+        "health[api]", "guard[no-secret]", "guard[wrong-secret]", "guard[right-secret]", "sse")}
+    assert result.verdict["symptoms"] == ["service-down"]
+    assert result.verdict["decision"] == "restart"
+    assert result.check("sse")["evidence"]["error_class"] == "refused"
+
+
+def test_secret_mismatch_is_secret_rejected(stack, config_for, run_suite, tmp_path):
+    other = tmp_path / "other.env"
+    other.write_text("AFO_INTERNAL_SECRET=not-the-stack-secret-" + "x" * 8 + "\n")
+    config = config_for(guard={"url": f"{stack.urls['api']}/api/revalidate/status",
+                               "env_file": str(other)})
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config))
+    assert result.failing() == {"guard[right-secret]": "secret-rejected"}
+    assert result.check("guard[right-secret]")["evidence"]["status"] == 401
+    assert result.verdict["decision"] == "rollback"
+
+
+def test_security_comes_first_with_several_symptoms(stack, config_for, run_suite):
+    stack.set_fault("api", "guard-open")
+    stack.set_fault("aux", "down")
+    stack.set_fault("api", "sse-silent")
+    config = config_for(sse={"url": f"{stack.urls['api']}/api/thoughts/sse", "window": 1})
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config))
+    verdict = result.verdict
+    assert verdict["symptoms"] == ["guard-open", "service-down", "heartbeat-failure"]
+    assert verdict["decision"] == "rollback"
+    assert [row["action"] for row in verdict["rows"]] == ["rollback", "restart",
+                                                          "review-restart"]
+
+
+def test_guard_answer_neither_deny_nor_allow_is_service_down(stack, config_for, run_suite):
+    config = config_for(guard={"url": f"{stack.urls['api']}/api/no-such-route",
+                               "env_file": str(stack.env_file)})
+    result = run_suite("-m", "guard", "-n", "0", "--runbook-config", str(config))
+    assert result.failing() == {"guard[no-secret]": "service-down",
+                                "guard[wrong-secret]": "service-down",
+                                "guard[right-secret]": "secret-rejected"}
+    assert result.check("guard[no-secret]")["evidence"]["status"] == 404
+
+
+def test_slow_but_inside_the_timeout_is_green(stack, config_for, run_suite):
+    stack.set_fault("aux", "slow", 1)
+    result = run_suite("-m", "health", "-n", "0", "--runbook-config", str(config_for()))
+    assert result.rc == 0, result.output
+    assert result.check("health[aux]")["evidence"]["latency_ms"] >= 1000
