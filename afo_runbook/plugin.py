@@ -432,9 +432,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         "recovery": marker.args[0] if marker and marker.args else None,
     }
     report.runbook = data  # type: ignore[attr-defined]  # travels through xdist with the report
+    # JUnit XML takes properties from the teardown report, which copies the item's.
     if report.failed and symptom:
-        report.user_properties.append(("symptom", symptom))
-    report.user_properties.append(("runbook_check", data["key"]))
+        item.user_properties.append(("symptom", symptom))
+    item.user_properties.append(("runbook_check", data["key"]))
     item.config.hook.pytest_runbook_evidence(item=item, report=report, data=data)
 
 

@@ -138,6 +138,24 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
+def repo() -> Path:
+    """The repository root (where `pytest -m observe` finds its ini file)."""
+    return REPO
+
+
+@pytest.fixture
+def env_for() -> Callable[..., dict[str, str]]:
+    """`env_for(RUNBOOK_CONFIG="...")`: a clean environment for a run, with changes."""
+    return clean_env
+
+
+@pytest.fixture
+def config_dict(stack: Stack, stack_env_file: Path) -> Callable[..., dict[str, Any]]:
+    """The module stack's runbook config as a dict, with section overrides."""
+    return lambda **overrides: stack_config(stack, stack_env_file, **overrides)
+
+
+@pytest.fixture
 def write_runbook(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
     """Write any runbook config (a dict) to a fresh runbook.toml; returns its path."""
     counter = iter(range(1000))

@@ -51,11 +51,15 @@ class EventFramer:
         self._block: list[bytes] = []
         self._fields: set[str] = set()
         self._started = False
+        self._after_cr = False
         self.comments = 0
         self.lines = 0
 
     def feed(self, data: bytes) -> list[tuple[bytes, set[str]]]:
         """Complete blocks (raw bytes, field names) found in what has arrived so far."""
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]  # the second half of a \r\n split across chunks
+        self._after_cr = False
         self._pending += data
         blocks: list[tuple[bytes, set[str]]] = []
         while True:
@@ -65,6 +69,7 @@ class EventFramer:
                     raise FramingError(f"a line longer than {MAX_LINE // 1024} KiB")
                 break
             self._pending = rest
+            self._after_cr = ending == b"\r" and not rest
             done = self._line(line, line + ending)
             if done is not None:
                 blocks.append(done)
@@ -101,9 +106,7 @@ def _split_line(buffer: bytes) -> tuple[bytes, bytes | None, bytes]:
         if lf == -1:
             return buffer, None, b""
         return buffer[:lf], b"\n", buffer[lf + 1 :]
-    if cr + 1 == len(buffer):  # \r or \r\n: wait for the next byte before deciding
-        return buffer, None, b""
-    if buffer[cr + 1] == 0x0A:
+    if cr + 1 < len(buffer) and buffer[cr + 1] == 0x0A:
         return buffer[:cr], b"\r\n", buffer[cr + 2 :]
     return buffer[:cr], b"\r", buffer[cr + 1 :]
 
