@@ -1,8 +1,16 @@
 """afo-runbook: the AFO operations runbook as a pytest suite."""
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("afo-runbook")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0+checkout"
+
+def __getattr__(name: str) -> Any:
+    # Looked up on first use: importlib.metadata costs every pytest process (and each xdist
+    # worker) tens of milliseconds at start-up, and most runs never print the version.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("afo-runbook")
+        except PackageNotFoundError:  # a checkout that was never installed
+            return "0.0.0+checkout"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

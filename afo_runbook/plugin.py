@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from afo_runbook import __version__
+import afo_runbook
 from afo_runbook.config import CONFIG_ENV, ConfigError, RunbookConfig, load_config
 from afo_runbook.observe import GROUPS, CheckResult, Deadline, Observation, plan
 from afo_runbook.secret import Redactor, Secret, SecretUnavailable, load_secret, redactor_for
@@ -41,6 +42,9 @@ from afo_runbook.verdict import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKS_DIR = REPO_ROOT / "checks"
 DEFAULT_CONFIG = REPO_ROOT / "runbook.toml"
+DEFAULT_REPORTS = REPO_ROOT / "reports"
+REPORTS_ENV = "RUNBOOK_REPORTS"
+LATEST = "observe-latest"
 
 SECTIONS = {"health": "1.1", "guard": "1.2", "sse": "1.3", "containers": "1.4"}
 MARKERS = {
@@ -74,6 +78,8 @@ class RunbookRun:
     records: dict[str, CheckRecord] = field(default_factory=dict)
     verdict: Verdict | None = None
     json_path: Path | None = None
+    html_path: Path | None = None  # this run's evidence record, when we chose its name
+    reports_dir: Path | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def deselected(self) -> list[dict[str, str]]:
@@ -95,11 +101,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the verdict as JSON to PATH (ini runbook_json)")
     group.addoption("--recover", dest="runbook_recover", action="store_true", default=None,
                     help="after observing, run the decided recovery once (ini runbook_recover)")
+    group.addoption("--runbook-reports", dest="runbook_reports", metavar="DIR", default=None,
+                    help="folder for the HTML evidence record and verdict JSON (env "
+                    f"{REPORTS_ENV}, ini runbook_reports, [reports] dir; default: the "
+                    "repo's reports/; 'none' writes none)")
     parser.addini("runbook_config", "runbook.toml to check against", type="string", default="")
     parser.addini("runbook_json", "write the verdict as JSON to this path", type="string",
                   default="")
     parser.addini("runbook_recover", "run the decided recovery after observing", type="bool",
                   default=False)
+    parser.addini("runbook_reports", "folder for the HTML evidence record", type="string",
+                  default="")
 
 
 def _explicit_config(config: pytest.Config) -> tuple[str, str] | None:
@@ -241,7 +253,32 @@ def pytest_configure(config: pytest.Config) -> None:
     run.json_path = Path(json_option).expanduser().absolute() if json_option else None
     config.stash[RUN] = run
     if not run.is_worker:
+        _plan_reports(config, run)
         config.pluginmanager.register(RunbookController(config, run), "afo-runbook-controller")
+
+
+def _reports_dir(config: pytest.Config, run: RunbookRun) -> Path | None:
+    choice = (config.getoption("runbook_reports") or os.environ.get(REPORTS_ENV)
+              or config.getini("runbook_reports"))
+    if choice:
+        return None if choice.lower() == "none" else Path(choice).expanduser().absolute()
+    return run.config.reports_dir or DEFAULT_REPORTS
+
+
+def _plan_reports(config: pytest.Config, run: RunbookRun) -> None:
+    """Every observe run leaves a self-contained HTML evidence record (pytest-html) and its
+    verdict JSON under reports/, timestamped, and refreshes the `observe-latest` copies."""
+    run.reports_dir = _reports_dir(config, run)
+    if run.reports_dir is None or config.getoption("collectonly"):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run.started_at))
+    stem = f"observe-{stamp}-{os.getpid() % 100000:05d}"  # concurrent runs never collide
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        run.html_path = run.reports_dir / f"{stem}.html"
+        config.option.htmlpath = str(run.html_path)
+        config.option.self_contained_html = True  # one file, safe to attach to an issue
+    if run.json_path is None:
+        run.json_path = run.reports_dir / f"{stem}.json"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -258,7 +295,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     budgets = run.config.budgets
     lines = [
-        f"runbook: {run.config.path} ({run.config_source}); afo-runbook {__version__}",
+        f"runbook: {run.config.path} ({run.config_source}); "
+        f"afo-runbook {afo_runbook.__version__}",
         f"runbook budgets: observe {budgets.observe:g} s, health {budgets.health:g} s, "
         f"guard {budgets.guard:g} s, sse {budgets.sse:g} s, containers {budgets.containers:g} s",
     ]
@@ -507,6 +545,9 @@ class RunbookController:
             terminalreporter.write_line(self.run.redactor.text(text), **markup)
         if self.run.json_path is not None:
             terminalreporter.write_line(f"verdict JSON: {self.run.json_path}")
+        if self.run.html_path is not None:
+            terminalreporter.write_line(f"evidence record: {self.run.html_path} "
+                                        f"(latest: {self.run.reports_dir}/{LATEST}.html)")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # Second line of defence: no artifact leaves with the secret in it. A scrub means the
@@ -516,6 +557,18 @@ class RunbookController:
         for path in artifacts:
             if path is not None and self.run.redactor.file(path):
                 print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
+        self._refresh_latest()
+
+    def _refresh_latest(self) -> None:
+        run = self.run
+        if run.reports_dir is None or run.html_path is None or not run.html_path.exists():
+            return
+        for source in (run.html_path, run.json_path):
+            if source is not None and source.exists():
+                latest = run.reports_dir / f"{LATEST}{source.suffix}"
+                tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, latest)
 
 
 def _option_path(config: pytest.Config, name: str) -> Path | None:

@@ -94,6 +94,8 @@ def run_suite(tmp_path: Path) -> Callable[..., RunResult]:
         argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
         if json_out and "--runbook-json" not in args:
             argv += ["--runbook-json", str(json_path)]
+        if not any(a.startswith("--runbook-reports") for a in args):
+            argv += ["--runbook-reports", str(tmp_path / "reports")]  # never the repo's
         if junit_path is not None:
             argv += ["--junitxml", str(junit_path)]
         started = time.monotonic()

@@ -5,7 +5,10 @@ Kept free of heavy imports: the stack manager, the CLI and the service processes
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,22 @@ SECRET_ENV = "AFO_INTERNAL_SECRET"  # noqa: S105 - a variable name, not a secret
 PROBE_HEADER = "X-Refstack-Probe"
 # The serve module every service process runs; used to recognise our processes in /proc.
 SERVE_MODULE = "afo_runbook.refstack.serve"
+
+
+# The reference stack is a service under test, not part of the suite: it may live in a venv of
+# its own (FastAPI and anyio never load into the pytest processes that observe it).
+PYTHON_ENV = "AFO_REFSTACK_PYTHON"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_python() -> str:
+    """The interpreter that runs the services: $AFO_REFSTACK_PYTHON, else the repo's
+    .venv-refstack, else this interpreter."""
+    chosen = os.environ.get(PYTHON_ENV)
+    if chosen:
+        return chosen
+    candidate = REPO_ROOT / ".venv-refstack" / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
 
 
 def check_service(name: str) -> ServiceSpec:

@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from afo_runbook.refstack.services import (
     SERVICE_NAMES,
     SERVICES,
     check_service,
+    default_python,
 )
 
 __all__ = [
@@ -95,7 +95,7 @@ class Stack:
         env_file: Path | None = None,
         faults: Mapping[str, Mapping[str, FaultValue]] | None = None,
         host: str = "127.0.0.1",
-        python: str = sys.executable,
+        python: str | None = None,
         *,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
@@ -106,7 +106,7 @@ class Stack:
         self.env_file = Path(env_file).resolve() if env_file is not None else None
         self.initial_faults: FaultMap = normalise(faults)
         self.host = host
-        self.python = python
+        self.python = python or default_python()
         self.heartbeat_interval = heartbeat_interval
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
