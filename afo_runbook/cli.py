@@ -1,14 +1,20 @@
 """`afo-runbook`: the runbook's commands that are not a plain `pytest -m observe`.
 
     afo-runbook demo [--fault api:guard-open ...] [--keep]   # observe the bundled stack
+    afo-runbook drill [--rounds N] [--docker]                # the EXP_007 rollback drill
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from afo_runbook.plugin import REPO_ROOT
 
@@ -54,6 +60,92 @@ def _demo(args: argparse.Namespace) -> int:
             stack.stop()
 
 
+EXP_007_TTR_S = 45.0  # the runbook's drill: "Rollback completed in 45 seconds"
+
+
+def _drill(args: argparse.Namespace) -> int:
+    """Runbook 3.1 rehearsed: green -> the api restarts without its secret -> observe ->
+    rollback -> observe green; the time-to-recover next to the runbook's 45 s."""
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="afo-drill-") as tmp:
+        for number in range(1, args.rounds + 1):
+            outcome = _drill_round(Path(tmp) / f"round{number}", number, args.docker)
+            rounds.append(outcome)
+            if outcome.get("outcome") != "recovered":
+                break
+    ttrs = [r["ttr_s"] for r in rounds if r.get("ttr_s") is not None]
+    ok = len(ttrs) == args.rounds and all(r["outcome"] == "recovered" for r in rounds)
+    if ttrs:
+        median = statistics.median(ttrs)
+        print(f"\ndrill ({'docker' if args.docker else 'process'} mode, {len(ttrs)} rounds): "
+              f"TTR median {median:.2f} s (min {min(ttrs):.2f}, max {max(ttrs):.2f}); "
+              f"runbook EXP_007: {EXP_007_TTR_S:.0f} s -> {EXP_007_TTR_S / median:.0f}x faster")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": "docker" if args.docker else "process",
+                                               "rounds": rounds}, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+def _drill_round(state: Path, number: int, docker: bool) -> dict[str, Any]:
+    from afo_runbook.refstack.cli import ensure_env_file
+    from afo_runbook.refstack.runbook_toml import render_runbook_toml
+    from afo_runbook.refstack.services import SERVICE_NAMES
+    from afo_runbook.refstack.stack import Stack, free_ports
+
+    state.mkdir(parents=True)
+    env_file = state / ".env.afo"
+    ensure_env_file(env_file)
+    ports = dict(zip(SERVICE_NAMES, free_ports(len(SERVICE_NAMES)), strict=True))
+    if docker:
+        from afo_runbook.refstack.docker_stack import DockerStack
+
+        stack: Any = DockerStack(state / "stack", ports=ports, env_file=env_file,
+                                 name_suffix=f"-drill{number}")
+    else:
+        stack = Stack(state / "stack", ports=ports, env_file=env_file)
+    print(f"round {number}: 1. start the reference stack green", flush=True)
+    stack.start()
+    try:
+        config = state / "runbook.toml"
+        config.write_text(render_runbook_toml(stack), encoding="utf-8")
+        print(f"round {number}: 2. break it: the api restarts without AFO_INTERNAL_SECRET",
+              flush=True)
+        if docker:
+            stack.recreate_service("api", without_secret=True)
+        else:
+            stack.stop_service("api")
+            stack.start_service("api", without_secret=True)
+        print(f"round {number}: 3. pytest -m observe --recover", flush=True)
+        verdict_path = state / "verdict.json"
+        observed_from = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "observe",
+             "--recover", "--runbook-config", str(config), "--runbook-json", str(verdict_path),
+             "--runbook-reports", str(state / "reports")],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        wall = time.monotonic() - observed_from
+        for line in proc.stdout.splitlines():
+            if "completed in" in line or line.startswith(("decision:", "recovery:")):
+                print(f"    {line}")
+        verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
+        recovery = verdict.get("recovery") or {}
+        outcome = {"round": number, "exit": proc.returncode,
+                   "symptoms": verdict.get("symptoms"),
+                   "decision": recovery.get("escalated_from") or verdict.get("decision"),
+                   "outcome": recovery.get("outcome"), "ttr_s": recovery.get("ttr_s"),
+                   "observe_to_green_s": round(wall, 3)}
+        if outcome["outcome"] != "recovered":
+            print(proc.stdout[-3000:] + proc.stderr[-2000:])
+        else:
+            print(f"round {number}: 4. recovered: TTR {outcome['ttr_s']:.2f} s "
+                  f"(decision -> green), {wall:.2f} s for the whole run (observe, decide, "
+                  f"recover, observe again); "
+                  f"runbook EXP_007: {EXP_007_TTR_S:.0f} s", flush=True)
+        return outcome
+    finally:
+        stack.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="afo-runbook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="more pytest arguments, after --")
     demo.set_defaults(handler=_demo)
+    drill = commands.add_parser("drill", help="the EXP_007 rollback drill on the bundled stack")
+    drill.add_argument("--rounds", type=int, default=1)
+    drill.add_argument("--docker", action="store_true",
+                       help="run the stack as containers (needs a Docker engine)")
+    drill.add_argument("--json", help="write each round's numbers here")
+    drill.set_defaults(handler=_drill)
     return parser
 
 

@@ -69,6 +69,7 @@ class Verdict:
     deselected: list[dict[str, str]] = field(default_factory=list)
     recovery: dict[str, Any] | None = None
     incident_id: str | None = None
+    incident_log_error: str | None = None
 
     @property
     def green(self) -> bool:
@@ -95,6 +96,7 @@ class Verdict:
             "deselected": self.deselected,
             "recovery": self.recovery,
             "incident_id": self.incident_id,
+            "incident_log_error": self.incident_log_error,
             "checks": [c.as_json() for c in self.checks],
         }
 
@@ -159,6 +161,11 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
     else:
         lines.append((timing, {}))
     if verdict.recovery:
-        lines.append((f"recovery: {verdict.recovery.get('summary', '')}",
-                      green if verdict.recovery.get("outcome") == "recovered" else red))
+        outcome = verdict.recovery.get("outcome")
+        markup = green if outcome == "recovered" else yellow if outcome == "not-run" else red
+        lines.append((f"recovery: {verdict.recovery.get('summary', '')}", markup))
+    if verdict.incident_id:
+        lines.append((f"incident: {verdict.incident_id}", {}))
+    if verdict.incident_log_error:
+        lines.append((f"incident log NOT written: {verdict.incident_log_error}", red))
     return lines

@@ -13,6 +13,8 @@ from typing import Any
 import docker
 from docker.errors import DockerException, NotFound
 
+from afo_runbook.logs import LogExcerpt, analyse
+
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
 
@@ -143,42 +145,13 @@ def format_ps_ports(ports: list[dict[str, Any]]) -> str:
     return ", ".join(seen)
 
 
-@dataclass
-class LogExcerpt:
-    """Runbook 4.1: `docker logs --since 1h afo-core 2>&1 | grep -i error`, and heartbeats."""
-
-    since_s: float
-    lines: int = 0
-    bytes: int = 0
-    truncated: bool = False
-    error_count: int = 0
-    error_lines: list[str] = field(default_factory=list)
-    heartbeat_lines: int = 0
-    tail: list[str] = field(default_factory=list)
-    problem: str | None = None
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "since_s": self.since_s,
-            "lines": self.lines,
-            "bytes": self.bytes,
-            "truncated": self.truncated,
-            "error_count": self.error_count,
-            "error_lines": self.error_lines,
-            "heartbeat_lines": self.heartbeat_lines,
-            "tail": self.tail,
-            "problem": self.problem,
-        }
-
-
 MAX_TAIL_LINES = 5000
-KEEP_LINES = 20
 
 
 def read_logs(client: docker.DockerClient, container_id: str, *, since_s: float,
               max_bytes: int) -> LogExcerpt:
     """The last `since_s` seconds of stdout+stderr, at most `max_bytes` of it, newest kept."""
-    excerpt = LogExcerpt(since_s=since_s)
+    excerpt = LogExcerpt(source=f"docker logs {container_id[:12]}", since_s=since_s)
     chunks: list[bytes] = []
     try:
         stream = client.api.logs(container_id, stdout=True, stderr=True, stream=True,
@@ -193,12 +166,5 @@ def read_logs(client: docker.DockerClient, container_id: str, *, since_s: float,
                 excerpt.truncated = True
     except Exception as exc:  # noqa: BLE001 - unreadable logs are evidence, not a crash
         excerpt.problem = f"could not read the logs: {_cause(exc)}"
-    text = b"".join(chunks)[-max_bytes:].decode("utf-8", errors="replace")
-    lines = text.splitlines()
-    excerpt.lines = len(lines)
-    errors = [line for line in lines if "error" in line.lower()]
-    excerpt.error_count = len(errors)
-    excerpt.error_lines = [line[:300] for line in errors[-KEEP_LINES:]]
-    excerpt.heartbeat_lines = sum(1 for line in lines if "heartbeat" in line)
-    excerpt.tail = [line[:300] for line in lines[-KEEP_LINES:]]
+    analyse(excerpt, b"".join(chunks)[-max_bytes:].decode("utf-8", errors="replace"))
     return excerpt

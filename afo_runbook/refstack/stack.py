@@ -227,10 +227,12 @@ class Stack:
         """Stop the stack's processes (pidfiles and own children), never anything else."""
         self._terminate(SERVICE_NAMES, timeout)
 
-    def start_service(self, name: str, timeout: float = 15) -> None:
+    def start_service(self, name: str, timeout: float = 15, *,
+                      without_secret: bool = False) -> None:
         """(Re)start one service unless it already runs; clears its `down` fault.
 
-        The api always gets its secret here: a restart is how the secret comes back.
+        The api gets its secret here (a restart is how the secret comes back), unless
+        `without_secret`: the incident EXP_007 rehearses, a restart that lost the secret.
         """
         check_service(name)
         self._prepare_dirs()
@@ -242,7 +244,7 @@ class Stack:
         self._check_ports([name])
         if not (self.state_dir / STACK_FILE).exists():
             self._write_stack_file()
-        spawned = self._spawn(name)
+        spawned = self._spawn(name, without_secret=without_secret and name == "api")
         try:
             self._wait_ready({name: spawned}, timeout)
         except BaseException:
