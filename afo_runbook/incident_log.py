@@ -57,7 +57,10 @@ class Event:
 
     def text(self) -> str:
         stamp = iso(self.at)
-        return "".join(f"{stamp}: {line} [{self.incident_id}]\n" for line in self.lines)
+        # One log line per line of the event, whatever a detail (a log tail) contains.
+        flat = (" | ".join(part.strip() for part in line.splitlines() if part.strip())
+                for line in self.lines)
+        return "".join(f"{stamp}: {line} [{self.incident_id}]\n" for line in flat)
 
     def json_line(self) -> str:
         record = {"ts": iso(self.at), "at": round(self.at, 3), "event": self.kind,
@@ -97,8 +100,8 @@ class IncidentLog:
                         continue
                     if isinstance(record, dict) and "event" in record:
                         yield record
-        except FileNotFoundError:
-            return
+        except OSError:
+            return  # nothing readable; a write will say what is wrong
 
     def open_incident(self, target: str) -> dict[str, Any] | None:
         """The newest incident for `target` that no recovery has closed yet."""

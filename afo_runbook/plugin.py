@@ -339,6 +339,8 @@ def check_key(item: pytest.Item, group: str) -> str:
         return f"guard[{params['case']}]"
     if group == "containers" and "container" in params:
         return f"containers[{params['container']}]"
+    if group == "preflight" and "item" in params:
+        return f"preflight[{params['item']}]"
     return group if group == "sse" else f"{group}[{item.name}]"
 
 
@@ -519,9 +521,8 @@ class RunbookController:
         """Decide (section 2) once every check has reported; plugins may then act on it."""
         run = self.run
         if run.verdict is None:
-            observe_records = [r for r in run.records.values() if r.group in GROUPS]
             run.verdict = build_verdict(
-                observe_records, run.config.decision,
+                list(run.records.values()), run.config.decision,
                 started_at=run.started_at, duration_s=time.time() - run.started_at,
                 observe_budget_s=run.config.budgets.observe, config_path=str(run.config.path),
                 deselected=run.deselected())

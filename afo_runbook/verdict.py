@@ -105,7 +105,9 @@ def build_verdict(records: list[CheckRecord], table: tuple[DecisionRow, ...], *,
                   started_at: float, duration_s: float, observe_budget_s: float,
                   config_path: str, deselected: list[dict[str, str]] | None = None) -> Verdict:
     ordered = sorted(records, key=lambda r: (_group_rank(r.group), r.id))
-    decision: Decision = decide((r.symptom for r in ordered if r.failing and r.symptom), table)
+    # Only section 1 decides; preflight findings are listed, not symptoms of the target.
+    decision: Decision = decide((r.symptom for r in ordered
+                                 if r.failing and r.symptom and r.group in GROUPS), table)
     return Verdict(
         decision=decision.decision,
         priority=decision.priority,
@@ -140,7 +142,17 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
     red, green = {"red": True, "bold": True}, {"green": True, "bold": True}
     yellow = {"yellow": True}
     lines: list[tuple[str, dict[str, bool]]] = []
-    if verdict.green:
+    observed = [c for c in verdict.checks if c.group in GROUPS]
+    preflight = [c for c in verdict.checks if c.group == "preflight"]
+    if preflight:
+        bad = [c for c in preflight if c.failing]
+        counted = [c for c in preflight if c.outcome != "skipped"]
+        lines.append((f"preflight: {len(counted) - len(bad)} of {len(counted)} ready"
+                      + ("; a rollback could NOT run now" if bad else ""), red if bad else green))
+        lines += [(f"  {c.key}: {c.message}", {}) for c in bad]
+    if not observed:
+        pass  # a preflight-only run decides nothing
+    elif verdict.green:
         lines.append(("decision: monitor (all checks green; keep monitoring)", green))
     else:
         lines.append((f"decision: {verdict.decision} (priority {verdict.priority}); "
@@ -149,16 +161,17 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
             lines.append((f"  table: {row.symptom} -> {row.cause} -> {row.priority} -> "
                           f"{row.action}{' (overridden)' if row.overridden else ''}", {}))
         for check in verdict.failing():
-            lines.append((f"  {check.symptom or '?'}: {check.id}: {check.message}", {}))
+            if check.group in GROUPS:
+                lines.append((f"  {check.symptom or '?'}: {check.id}: {check.message}", {}))
     skipped = [c for c in verdict.checks if c.outcome == "skipped"]
     for check in skipped:
         lines.append((f"  skipped: {check.id}: {check.message}", yellow))
     for item in verdict.deselected:
         lines.append((f"  deselected: {item['group']}: {item['reason']}", yellow))
     timing = f"observe took {verdict.duration_s:.1f} s of its {verdict.observe_budget_s:g} s budget"
-    if verdict.over_budget:
+    if observed and verdict.over_budget:
         lines.append((timing + ": OVER BUDGET", red))
-    else:
+    elif observed:
         lines.append((timing, {}))
     if verdict.recovery:
         outcome = verdict.recovery.get("outcome")

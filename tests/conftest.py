@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -204,6 +205,42 @@ def stack(shared_stack: Stack) -> Iterator[Stack]:
 def stack_env_file(shared_stack: Stack) -> Path:
     assert shared_stack.env_file is not None
     return shared_stack.env_file
+
+
+def recovery_section(stack: Stack, stack_env: Path, **process: Any) -> dict[str, Any]:
+    """[recovery] for a process-mode stack: exactly how the stack itself starts its api."""
+    return {"mode": "process", "process": {
+        "start": shlex.join(stack.command("api")),
+        "cwd": str(stack.state_dir),
+        "pidfile": str(stack.pidfile("api")),
+        "env_file": str(stack_env),
+        "log_file": str(stack.log_file("api")),
+        "ready_url": stack.health_url("api"),
+        "stop_timeout": 5,
+        "ready_timeout": 15,
+        **process,
+    }}
+
+
+@pytest.fixture
+def recovery_dict(stack: Stack, stack_env_file: Path) -> Callable[..., dict[str, Any]]:
+    """`recovery_dict(start="...")`: the stack's [recovery] section with process overrides."""
+    return lambda **process: recovery_section(stack, stack_env_file, **process)
+
+
+@pytest.fixture
+def recovery_config(tmp_path: Path, stack: Stack, stack_env_file: Path) -> Callable[..., Path]:
+    """A runbook.toml for the module's stack with [recovery] and a private incident log."""
+    counter = iter(range(1000))
+
+    def make(recovery: dict[str, Any] | None = None, **overrides: Any) -> Path:
+        folder = tmp_path / f"rec{next(counter)}"
+        config = stack_config(stack, stack_env_file, **overrides)
+        config["recovery"] = recovery or recovery_section(stack, stack_env_file)
+        config.setdefault("incident_log", {"path": str(folder / "logs" / "afo-incidents.log")})
+        return write_config(folder / "runbook.toml", config)
+
+    return make
 
 
 @pytest.fixture

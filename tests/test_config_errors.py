@@ -29,6 +29,12 @@ CASES = [
     ("bad-ports", '[containers]\nnames = ["afo-core"]\nports = { afo-core = ["8010"] }\n',
      "containers.ports.afo-core[1]: must look like"),
     ("not-toml", "[[health]\nname=\n", "not valid TOML"),
+    ("decision-unknown-symptom", '[[decision]]\nsymptom = "cosmic-rays"\naction = "restart"\n',
+     "decision[1].symptom: unknown symptom 'cosmic-rays'"),
+    ("decision-unknown-action", '[[decision]]\nsymptom = "service-down"\naction = "reboot"\n',
+     "decision[1].action: unknown action 'reboot'"),
+    ("recovery-without-process", '[recovery]\nmode = "process"\n',
+     "recovery.process: missing"),
 ]
 
 

@@ -144,3 +144,17 @@ def test_slow_but_inside_the_timeout_is_green(stack, config_for, run_suite):
     result = run_suite("-m", "health", "-n", "0", "--runbook-config", str(config_for()))
     assert result.rc == 0, result.output
     assert result.check("health[aux]")["evidence"]["latency_ms"] >= 1000
+
+
+def test_decision_rows_can_be_overridden_in_config(stack, config_for, run_suite):
+    stack.set_fault("aux", "health-500")
+    config = config_for(decision=[{"symptom": "service-down", "action": "escalate",
+                                   "priority": "immediate", "cause": "aux is fragile"}])
+    result = run_suite("-m", "observe", "-n", "0", "--runbook-config", str(config))
+    verdict = result.verdict
+    assert verdict["decision"] == "escalate"
+    assert verdict["rows"] == [{"symptom": "service-down", "cause": "aux is fragile",
+                                "priority": "immediate", "action": "escalate",
+                                "overridden": True}]
+    assert "table: service-down -> aux is fragile -> immediate -> escalate (overridden)" in \
+        result.stdout
