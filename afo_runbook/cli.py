@@ -2,12 +2,16 @@
 
     afo-runbook demo [--fault api:guard-open ...] [--keep]   # observe the bundled stack
     afo-runbook drill [--rounds N] [--docker]                # the EXP_007 rollback drill
+    afo-runbook incident-issue [reports/incident.md]         # runbook 4.2: open the issue
+    afo-runbook metrics [--window 7d] [--html PATH]          # runbook 6: the monthly targets
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +150,39 @@ def _drill_round(state: Path, number: int, docker: bool) -> dict[str, Any]:
         stack.stop()
 
 
+def _incident_issue(args: argparse.Namespace) -> int:
+    """Runbook 4.2, "always open a GitHub issue": with `gh` when it is installed and logged
+    in, otherwise print the exact command to run."""
+    body = Path(args.incident_md).absolute()
+    if not body.is_file():
+        print(f"afo-runbook: no incident report at {body} (a green run writes none)",
+              file=sys.stderr)
+        return 2
+    meta_path = body.with_name("incident.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    title = args.title or meta.get("title") or "AFO incident"
+    command = ["gh", "issue", "create", "--title", title, "--body-file", str(body)]
+    if args.repo:
+        command += ["--repo", args.repo]
+    for label in args.label:
+        command += ["--label", label]
+    html = meta.get("html")
+    attach = f"; then attach the evidence record {html} to the issue" if html else ""
+    gh = shutil.which("gh")
+    ready = gh is not None and subprocess.run(
+        [gh, "auth", "status"], capture_output=True, check=False).returncode == 0
+    if args.dry_run or not ready:
+        why = "dry run" if args.dry_run else (
+            "gh is not installed" if gh is None else "gh is not logged in (gh auth login)")
+        print(f"afo-runbook: {why}; open the incident issue with:\n  {shlex.join(command)}"
+              f"{attach}")
+        return 0 if args.dry_run else 3
+    created = subprocess.run([gh, *command[1:]], check=False)
+    if created.returncode == 0 and html:
+        print(f"afo-runbook: attach the evidence record {html} to the issue")
+    return created.returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="afo-runbook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the stack as containers (needs a Docker engine)")
     drill.add_argument("--json", help="write each round's numbers here")
     drill.set_defaults(handler=_drill)
+    issue = commands.add_parser("incident-issue",
+                                help="open the GitHub issue for the last incident (gh)")
+    issue.add_argument("incident_md", nargs="?", default=str(REPO_ROOT / "reports" /
+                                                             "incident.md"))
+    issue.add_argument("--repo", help="owner/name, when not the current repository")
+    issue.add_argument("--title", help="default: the incident's id, symptoms and decision")
+    issue.add_argument("--label", action="append", default=[])
+    issue.add_argument("--dry-run", action="store_true", help="print the command only")
+    issue.set_defaults(handler=_incident_issue)
     return parser
 
 

@@ -252,6 +252,9 @@ def pytest_configure(config: pytest.Config) -> None:
     json_option = config.getoption("runbook_json") or config.getini("runbook_json")
     run.json_path = Path(json_option).expanduser().absolute() if json_option else None
     config.stash[RUN] = run
+    from afo_runbook.report import EvidenceRecord
+
+    config.pluginmanager.register(EvidenceRecord(config, run), "afo-runbook-evidence")
     if not run.is_worker:
         _plan_reports(config, run)
         config.pluginmanager.register(RunbookController(config, run), "afo-runbook-controller")

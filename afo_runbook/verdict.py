@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,7 @@ class Verdict:
     recovery: dict[str, Any] | None = None
     incident_id: str | None = None
     incident_log_error: str | None = None
+    decided_at: float = field(default_factory=time.time)
 
     @property
     def green(self) -> bool:
@@ -88,6 +90,7 @@ class Verdict:
             "priority": self.priority,
             "symptoms": self.symptoms,
             "started_at": iso(self.started_at),
+            "decided_at": iso(self.decided_at),
             "duration_s": round(self.duration_s, 3),
             "observe_budget_s": self.observe_budget_s,
             "over_budget": self.over_budget,

@@ -99,6 +99,10 @@ def _record_evidence(log: IncidentLog, target: str, run: Any, verdict: Any) -> N
     if not verdict.green:
         incident_id = open_incident["incident_id"] if open_incident else new_incident_id(now)
         verdict.incident_id = incident_id
+        # the incident began at its first failing observation, maybe an earlier run's
+        run.extras["incident_first_at"] = float(
+            open_incident.get("observed_at", verdict.started_at) if open_incident
+            else verdict.started_at)
         log.append(incident_event(verdict, target, incident_id, now))
     elif open_incident and _complete(run, verdict):
         # Someone fixed it by hand (or it healed): the incident ends at this observation.
