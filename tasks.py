@@ -6,8 +6,11 @@
     python3 tasks.py drill    # the EXP_007 rollback drill against the reference stack
     python3 tasks.py bench    # benchmarks against the runbook's own shell procedure
 
-Each command first makes sure `.venv` exists and holds this project (`pip install -e
-.[dev]`), reinstalling only when pyproject.toml changed. Extra arguments go to the command.
+Each command first makes sure two virtualenvs exist, reinstalling only when pyproject.toml
+changed: `.venv` holds the suite and its test tools (`pip install -e .[dev]`), `.venv-refstack`
+the reference stack (`.[refstack]`: FastAPI, uvicorn, sse-starlette). The stack is a service
+under test, so its dependencies stay out of the pytest processes that observe it.
+Extra arguments go to the command.
 """
 
 from __future__ import annotations
@@ -22,21 +25,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-STAMP = VENV / ".afo-runbook-installed"
+REFSTACK_VENV = ROOT / ".venv-refstack"
 
 
-def ensure_venv() -> None:
+def ensure_venv(venv_dir: Path, extras: str) -> None:
+    """Create `venv_dir` and install this project with `extras` unless already current."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before the venv exists
         sys.exit(f"afo-runbook needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if not (BIN / "python").exists():
-        print(f"tasks: creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    if not STAMP.exists() or STAMP.read_text().strip() != want:
-        print("tasks: installing afo-runbook and its dependencies into .venv", flush=True)
-        pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        run([*pip, "-e", f"{ROOT}[dev]"])
-        STAMP.write_text(want + "\n")
+    stamp = venv_dir / ".afo-runbook-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    python = venv_dir / "bin" / "python"
+    if not python.exists():
+        print(f"tasks: creating {venv_dir.name}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
+    if not stamp.exists() or stamp.read_text().strip() != want:
+        print(f"tasks: installing afo-runbook[{extras}] into {venv_dir.name}", flush=True)
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        run([*pip, "-e", f"{ROOT}[{extras}]"])
+        stamp.write_text(want + "\n")
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -49,6 +55,7 @@ def venv_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
+    env["AFO_REFSTACK_PYTHON"] = str(REFSTACK_VENV / "bin" / "python")
     return env
 
 
@@ -62,11 +69,12 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)
     name, extra = argv[0], argv[1:]
-    ensure_venv()
+    ensure_venv(VENV, "dev")
+    ensure_venv(REFSTACK_VENV, "refstack")
     env = venv_env()
     if name == "test":
         run([str(BIN / "ruff"), "check", "."], env)
-        run([str(BIN / "pytest"), "tests", *extra], env)
+        run([str(BIN / "pytest"), "tests", "-n", "auto", *extra], env)
         return
     command = commands[name]
     assert command is not None

@@ -85,8 +85,9 @@ def _check(client: Any, name: str, containers: ContainersConfig, ends: float) ->
             problems.append(problem)
             symptom = "container-exited"
     expected = set(containers.ports.get(name, ()))
-    if expected:
-        problem = _ports_problem(expected, set().union(*(last.ports for _, last in states)))
+    running = [last for _, last in states if last.status == "running"]
+    if expected and running:  # a stopped container publishes nothing: that is not drift
+        problem = _ports_problem(expected, set().union(*(s.ports for s in running)))
         if problem:
             problems.append(problem)
             symptom = symptom or "ports-wrong"

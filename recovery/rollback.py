@@ -56,7 +56,9 @@ def _rollback_container(context: RecoveryContext) -> ActionResult:
         result = ActionResult("rollback", docker.container, error=f"Docker unreachable: {exc}")
         return result.finish(False)
     try:
+        guard = context.config.guard
         result = recreate_container(client, docker.container, env_file=docker.env_file,
+                                    secret_env=guard.secret_env if guard else None,
                                     ready_url=docker.ready_url, timeout=docker.ready_timeout)
         result.action = "rollback"
         if result.ok:

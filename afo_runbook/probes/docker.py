@@ -6,6 +6,7 @@ Docker is unreachable instead of raising through the caller.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,8 @@ class ContainerState:
 
 def find(client: docker.DockerClient, name: str) -> list[str]:
     """Ids of the container named `name`, else of the compose service called `name`."""
-    exact = client.api.containers(all=True, filters={"name": f"^/{name}$"})
+    # Docker matches the name filter as a regular expression.
+    exact = client.api.containers(all=True, filters={"name": f"^/{re.escape(name)}$"})
     if exact:
         return [c["Id"] for c in exact]
     by_service = client.api.containers(

@@ -14,6 +14,7 @@ from typing import Any
 
 _EXPORTS = {
     "Stack": "afo_runbook.refstack.stack",
+    "DockerStack": "afo_runbook.refstack.docker_stack",
     "StackError": "afo_runbook.refstack.stack",
     "free_ports": "afo_runbook.refstack.stack",
     "RawServer": "afo_runbook.refstack.rawservers",

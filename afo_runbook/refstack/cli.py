@@ -2,21 +2,28 @@
 
 afo-refstack start  [--state-dir DIR] [--ports api=8010,aux=8001,dashboard=3000]
                     [--env-file PATH] [--fault api:secret-missing ...] [--foreground]
+                    [--docker [--name-prefix P] [--name-suffix S]]
 afo-refstack stop   [--state-dir DIR]
 afo-refstack status [--state-dir DIR]
 afo-refstack fault  SERVICE FAULT[=VALUE] [--off] | SERVICE --clear   [--state-dir DIR]
 afo-refstack config [--state-dir DIR] [--output PATH|-]
+
+With --docker the services run as containers afo-core, afo-aux and afo-dashboard (see
+docker_stack.py); stack.json remembers the mode, so the other commands need no flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from afo_runbook.refstack.faults import (
     FAULTS,
@@ -26,7 +33,10 @@ from afo_runbook.refstack.faults import (
     validate_fault,
 )
 from afo_runbook.refstack.services import SECRET_ENV, SERVICE_NAMES, check_service
-from afo_runbook.refstack.stack import Stack, StackError
+from afo_runbook.refstack.stack import STACK_FILE, Stack, StackError
+
+if TYPE_CHECKING:
+    from afo_runbook.refstack.docker_stack import DockerStack
 
 DEFAULT_STATE_DIR = ".refstack"
 DEFAULT_ENV_FILE = ".env.afo"
@@ -95,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--foreground", action="store_true", help="stay attached; stop the stack on Ctrl-C"
     )
+    start.add_argument(
+        "--docker",
+        action="store_true",
+        help="run the services as Docker containers afo-core, afo-aux, afo-dashboard",
+    )
+    start.add_argument("--name-prefix", default="", help="--docker: container name prefix")
+    start.add_argument("--name-suffix", default="",
+                       help="--docker: container name suffix (one starting with '-' needs "
+                       "the form --name-suffix=-blue)")
 
     sub.add_parser("stop", parents=[common], help="stop the stack")
     sub.add_parser("status", parents=[common], help="pid, liveness, health per service")
@@ -131,15 +150,28 @@ def cmd_start(args: argparse.Namespace) -> int:
         env_file = state_dir / DEFAULT_ENV_FILE
         ensure_env_file(env_file)
 
+    if not args.docker and (args.name_prefix or args.name_suffix):
+        raise UsageError("--name-prefix and --name-suffix need --docker")
+
     stop = threading.Event()
     if args.foreground:  # before starting: a SIGTERM during start-up still stops the stack
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    stack = Stack(state_dir, ports=ports, env_file=env_file, faults=faults)
+    stack: Stack | DockerStack
+    if args.docker:
+        from afo_runbook.refstack.docker_stack import DockerStack
+
+        stack = DockerStack(state_dir, ports=ports, env_file=env_file, faults=faults,
+                            name_prefix=args.name_prefix, name_suffix=args.name_suffix)
+    else:
+        stack = Stack(state_dir, ports=ports, env_file=env_file, faults=faults)
     stack.start()
     for name, url in stack.urls.items():
         note = "  (down)" if not stack.is_running(name) else ""
-        print(f"{name:<10} {url}{note}")
+        if isinstance(stack, Stack):
+            print(f"{name:<10} {url}{note}")
+        else:
+            print(f"{name:<10} {url}  container {stack.container_name(name)}{note}")
     if "secret-missing" in faults.get("api", {}):
         print(f"{'':<10} api started without {SECRET_ENV}: its guard answers 503")
     print(f"state dir  {state_dir}")
@@ -155,9 +187,22 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_stack(state_dir: Path) -> Stack | DockerStack:
+    """The stack in `state_dir`, in whichever mode its stack.json says it was started."""
+    try:
+        data = json.loads((Path(state_dir) / STACK_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        data = {}
+    if isinstance(data, dict) and data.get("mode") == "docker":
+        from afo_runbook.refstack.docker_stack import DockerStack  # imports the docker SDK
+
+        return DockerStack.load(state_dir)
+    return Stack.load(state_dir)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     try:
-        stack = Stack.load(args.state_dir)
+        stack = load_stack(args.state_dir)
     except StackError as exc:
         print(f"{PROG}: nothing to stop: {exc}")
         return 0
@@ -167,13 +212,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    stack = Stack.load(args.state_dir)
-    statuses = stack.status()
+    stack = load_stack(args.state_dir)
+    statuses: Mapping[str, Any] = stack.status()
     for st in statuses.values():
-        print(
-            f"{st.name:<10} pid={st.pid or '-':<8} alive={'yes' if st.alive else 'no':<4}"
-            f"port={st.port:<6} health={st.health}"
-        )
+        if isinstance(stack, Stack):
+            print(
+                f"{st.name:<10} pid={st.pid or '-':<8} alive={'yes' if st.alive else 'no':<4}"
+                f"port={st.port:<6} health={st.health}"
+            )
+        else:
+            print(
+                f"{st.name:<10} container={st.container} id={st.id or '-'} state={st.state} "
+                f"docker-health={st.docker_health or '-'} alive={'yes' if st.alive else 'no'} "
+                f"port={st.port} health={st.health}"
+            )
     for service, active in stack.faults().items():
         listed = ", ".join(k if v is None else f"{k}={v}" for k, v in active.items())
         print(f"faults     {service}: {listed}")
@@ -181,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    stack = Stack.load(args.state_dir)
+    stack = load_stack(args.state_dir)
     if args.clear:
         if args.fault:
             raise UsageError("--clear takes no FAULT")
@@ -207,7 +259,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from afo_runbook.refstack.runbook_toml import render_runbook_toml
 
-    stack = Stack.load(args.state_dir)
+    stack = load_stack(args.state_dir)
     text = render_runbook_toml(stack)
     if args.output == "-":
         sys.stdout.write(text)
@@ -238,6 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, TimeoutError) as exc:
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if not _is_docker_error(exc):
+            raise
+        print(f"{PROG} {args.command}: Docker: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_docker_error(exc: Exception) -> bool:
+    if "docker" not in sys.modules:  # process mode never imports the docker SDK
+        return False
+    from docker.errors import DockerException
+
+    return isinstance(exc, DockerException)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Render a runbook.toml that points the runbook suite at a running reference stack.
+"""Render a runbook.toml that points the runbook suite at a running reference stack
+(process mode, or docker mode with [containers] and `[recovery] mode = "docker"`).
 
 Written by hand (no TOML writer dependency); the output round-trips through tomllib.
 """
@@ -6,10 +7,21 @@ Written by hand (no TOML writer dependency); the output round-trips through toml
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
-from afo_runbook.refstack.services import GUARD_PATH, SECRET_ENV, SECRET_HEADER, SSE_PATH
+from afo_runbook.refstack.services import (
+    GUARD_PATH,
+    SECRET_ENV,
+    SECRET_HEADER,
+    SERVICE_NAMES,
+    SSE_PATH,
+)
 from afo_runbook.refstack.stack import Stack
+
+if TYPE_CHECKING:  # the docker SDK is only imported by docker-mode stacks themselves
+    from afo_runbook.refstack.docker_stack import DockerStack
 
 BUDGETS = {"observe": 60, "health": 10, "guard": 20, "sse": 20, "containers": 10}
 SSE_WINDOW = 10
@@ -32,35 +44,18 @@ def toml_string(value: str | Path) -> str:
     return "".join(out)
 
 
-def render_runbook_toml(stack: Stack) -> str:
+def render_runbook_toml(stack: Stack | DockerStack) -> str:
+    """runbook.toml for a running stack; a docker-mode stack also gets [containers] and a
+    docker [recovery] instead of the process one."""
+    if getattr(stack, "mode", "process") == "docker":
+        return _render_docker(cast("DockerStack", stack))
+    stack = cast(Stack, stack)
     q = toml_string
-    env_file = q(stack.env_file) if stack.env_file is not None else '""'
-    lines = ["[budgets]"]
-    lines += [f"{name} = {seconds}" for name, seconds in BUDGETS.items()]
+    env_file = _env_file(stack)
+    lines = _budget_lines()
+    lines += _health_lines(stack, SERVICE_NAMES)
+    lines += _guard_sse_lines(stack, env_file)
     lines += [
-        "",
-        "[[health]]",
-        'name = "api"',
-        f"url = {q(stack.health_url('api'))}",
-        "expect = 200",
-        "[[health]]",
-        'name = "aux"',
-        f"url = {q(stack.health_url('aux'))}",
-        "[[health]]",
-        'name = "dashboard"',
-        f"url = {q(stack.health_url('dashboard'))}",
-        "",
-        "[guard]",
-        f"url = {q(stack.urls['api'] + GUARD_PATH)}",
-        f"header = {q(SECRET_HEADER)}",
-        f"secret_env = {q(SECRET_ENV)}",
-        f"env_file = {env_file}",
-        "deny = [401, 503]",
-        "allow = 200",
-        "",
-        "[sse]",
-        f"url = {q(stack.urls['api'] + SSE_PATH)}",
-        f"window = {SSE_WINDOW}",
         "",
         "[recovery]",
         'mode = "process"',
@@ -75,3 +70,72 @@ def render_runbook_toml(stack: Stack) -> str:
         f"stop_timeout = {STOP_TIMEOUT}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _render_docker(stack: DockerStack) -> str:
+    """The same observe sections for the stack's services, plus runbook 1.4's containers
+    (every one required, with its published port) and recovery by container."""
+    q = toml_string
+    env_file = _env_file(stack)
+    lines = _budget_lines()
+    lines += _health_lines(stack, stack.services)
+    if "api" in stack.services:
+        lines += _guard_sse_lines(stack, env_file)
+    names = ", ".join(q(stack.container_name(s)) for s in stack.services)
+    ports = ", ".join(f"{q(stack.container_name(s))} = [{q(stack.port_mapping(s))}]"
+                      for s in stack.services)
+    lines += [
+        "",
+        "[containers]",
+        f"names = [{names}]",
+        f"ports = {{ {ports} }}",
+        "required = true",
+    ]
+    if "api" in stack.services:
+        lines += [
+            "",
+            "[recovery]",
+            'mode = "docker"',
+            "",
+            "[recovery.docker]",
+            f"container = {q(stack.container_name('api'))}",
+            f"env_file = {env_file}",
+            f"ready_url = {q(stack.health_url('api'))}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _env_file(stack: Stack | DockerStack) -> str:
+    return toml_string(stack.env_file) if stack.env_file is not None else '""'
+
+
+def _budget_lines() -> list[str]:
+    return ["[budgets]", *(f"{name} = {seconds}" for name, seconds in BUDGETS.items())]
+
+
+def _health_lines(stack: Stack | DockerStack, services: Iterable[str]) -> list[str]:
+    lines = [""]
+    for name in services:
+        lines += ["[[health]]", f"name = {toml_string(name)}",
+                  f"url = {toml_string(stack.health_url(name))}"]
+        if name == "api":
+            lines.append("expect = 200")
+    return lines
+
+
+def _guard_sse_lines(stack: Stack | DockerStack, env_file: str) -> list[str]:
+    q = toml_string
+    return [
+        "",
+        "[guard]",
+        f"url = {q(stack.urls['api'] + GUARD_PATH)}",
+        f"header = {q(SECRET_HEADER)}",
+        f"secret_env = {q(SECRET_ENV)}",
+        f"env_file = {env_file}",
+        "deny = [401, 503]",
+        "allow = 200",
+        "",
+        "[sse]",
+        f"url = {q(stack.urls['api'] + SSE_PATH)}",
+        f"window = {SSE_WINDOW}",
+    ]
