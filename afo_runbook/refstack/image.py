@@ -280,7 +280,8 @@ def python_mounts(python: str | None = None) -> list[BindMount]:
 @functools.cache
 def interpreter_prefixes(python: str) -> tuple[str, str]:
     """(sys.prefix, sys.base_prefix) of another interpreter: its venv and its installation."""
-    if Path(python).resolve() == Path(sys.executable).resolve():
+    if not Path(python).exists() or Path(python).resolve() == Path(sys.executable).resolve():
+        # (a missing interpreter still gets a container, which then fails with its log)
         return sys.prefix, sys.base_prefix
     try:
         answer = subprocess.run([python, "-c", "import sys; print(sys.prefix); "

@@ -37,7 +37,7 @@ def test_containers_look_like_the_deployment(green_stack: DockerStack,
     suffix = green_stack.name_suffix
     assert green_stack.container_names() == [f"afo-core{suffix}", f"afo-aux{suffix}",
                                              f"afo-dashboard{suffix}"]
-    mounts = {m.path for m in python_mounts()}
+    mounts = {m.path for m in python_mounts(green_stack.python)}
     for service in SERVICE_NAMES:
         attrs = docker_client.api.inspect_container(green_stack.container_id(service))
         name = green_stack.container_name(service)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +59,7 @@ def test_urls_files_and_commands(stack: Stack) -> None:
         assert pid is not None
         assert stack.pidfile(name).read_text().strip() == str(pid)
         argv = stack.command(name)
-        assert argv[:4] == [sys.executable, "-m", "afo_runbook.refstack.serve", name]
+        assert argv[:4] == [stack.python, "-m", "afo_runbook.refstack.serve", name]
         assert recorded["commands"][name] == argv
         assert procs.read_cmdline(pid) == argv  # the process runs exactly that argv
         assert "starting" in stack.log_file(name).read_text()
