@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--label", action="append", default=[])
     issue.add_argument("--dry-run", action="store_true", help="print the command only")
     issue.set_defaults(handler=_incident_issue)
+    from afo_runbook import metrics
+
+    metrics.add_parser(commands)
     return parser
 
 

@@ -15,9 +15,10 @@ W = [now - L, now].
   of Unix seconds, 1970 to 9999). An incident event also needs a string `target` and, where
   present, a time `observed_at`, a boolean `security` and a list of strings `symptoms`. A
   recovery event also needs a string `outcome` and booleans `automatic` and `closed`. Any
-  other line is malformed: skipped and counted (blank lines are not counted). Events with
-  `at` > now are ignored (a report says what was known at `now`), as are events of another
-  kind and recoveries of an incident id that has no incident event.
+  other line is malformed: skipped and counted (blank lines are not counted), except an
+  object whose `event` is another string: a kind this version does not know, ignored. Events
+  with `at` > now are ignored too (a report says what was known at `now`), as are recoveries
+  of an incident id that has no incident event.
 
   Incident i: all events sharing one incident_id, however many incident events repeat it.
     start(i)     = the smallest `observed_at` of its incident events (`at` where absent):
@@ -100,21 +101,26 @@ def _number(value: Any) -> float | None:
     accepts NaN and Infinity: none of them is a time; nor is one before 1970 or after 9999."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits is valid JSON
+        return None
     return number if math.isfinite(number) and 0 <= number < MAX_TIME else None
 
 
 def normalize(record: Any) -> dict[str, Any] | None:
     """The event as compute() uses it, or None when it is malformed (see the module docstring).
 
-    Events of an unknown kind come back unchanged: they are not malformed, only not used."""
-    if not isinstance(record, dict):
+    An event of a kind this version does not know comes back unchanged: not malformed (a
+    newer writer may add kinds), only not used."""
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
         return None
-    kind = record.get("event")
+    kind = record["event"]
+    if kind not in ("incident", "recovery"):
+        return dict(record)
     incident_id = record.get("incident_id")
     at = _number(record.get("at"))
-    if not isinstance(kind, str) or not isinstance(incident_id, str) or not incident_id \
-            or at is None:
+    if not isinstance(incident_id, str) or not incident_id or at is None:
         return None
     if kind == "incident":
         target = record.get("target")
@@ -128,14 +134,12 @@ def normalize(record: Any) -> dict[str, Any] | None:
             return None
         return {**record, "at": at, "observed_at": observed_at, "security": security,
                 "symptoms": symptoms}
-    if kind == "recovery":
-        target = record.get("target", "")
-        if not isinstance(record.get("outcome"), str) or not isinstance(target, str) \
-                or not isinstance(record.get("automatic"), bool) \
-                or not isinstance(record.get("closed"), bool):
-            return None
-        return {**record, "at": at, "target": target}
-    return dict(record)
+    target = record.get("target", "")  # a recovery
+    if not isinstance(record.get("outcome"), str) or not isinstance(target, str) \
+            or not isinstance(record.get("automatic"), bool) \
+            or not isinstance(record.get("closed"), bool):
+        return None
+    return {**record, "at": at, "target": target}
 
 
 def load_events(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
@@ -218,7 +222,7 @@ class Incident:
 class Metric:
     key: str  # mttr | availability | security_incidents | automatic_recovery_rate
     label: str
-    value: float | None  # None: n/a
+    value: float | int | None  # None: n/a
     unit: str
     display: str
     target_op: str  # "<", ">" or "="
@@ -292,12 +296,11 @@ def compute(events: Iterable[dict[str, Any]], *, now: float, window_s: float,
         event = normalize(raw)
         if event is None:
             ignored += 1
-            continue
-        if event["at"] > now:
-            continue  # not yet written at `now`
-        if event["event"] == "incident":
+        elif event["event"] not in ("incident", "recovery") or event["at"] > now:
+            continue  # a kind this version does not use, or not yet written at `now`
+        elif event["event"] == "incident":
             incident_events.setdefault(event["incident_id"], []).append(event)
-        elif event["event"] == "recovery":
+        else:
             recoveries.setdefault(event["incident_id"], []).append(event)
     orphans = sum(1 for key in recoveries if key not in incident_events)
 
@@ -373,7 +376,7 @@ def _metrics(incidents: list[Incident], mttr_samples: list[float], downtime: flo
                f"(down {_duration(downtime)})",
                ">", AVAILABILITY_TARGET_PCT, "> 99.9 %",
                availability > AVAILABILITY_TARGET_PCT),
-        Metric("security_incidents", "security incidents", float(security), "incidents",
+        Metric("security_incidents", "security incidents", security, "incidents",
                str(security), "=", SECURITY_TARGET, "0", security == SECURITY_TARGET),
         Metric("automatic_recovery_rate", "automatic recovery rate", rate, "%", rate_display,
                ">", AUTOMATIC_TARGET_PCT, "> 95 %", rate is None or rate > AUTOMATIC_TARGET_PCT),
@@ -667,13 +670,19 @@ def _log_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
     if args.log is not None:
         path = Path(args.log).expanduser()
+        if not path.name:  # "" or "/": no file to name, nor a twin to find
+            raise UsageError(f"--log {args.log!r}: not a file path")
         if path.suffix == ".jsonl":  # named the twin itself: accept it rather than miss it
             return path.with_suffix(".log"), path
         return path, jsonl_path(path)
     from afo_runbook.config import CONFIG_ENV, ConfigError, load_config
 
-    config_file = args.runbook_config or os.environ.get(CONFIG_ENV) or \
-        str(Path(__file__).resolve().parent.parent / "runbook.toml")
+    config_file = args.runbook_config
+    if config_file is None:  # as the pytest plugin finds it: the env, else the repo's own
+        config_file = os.environ.get(CONFIG_ENV) or \
+            str(Path(__file__).resolve().parent.parent / "runbook.toml")
+    if not config_file.strip():
+        raise UsageError("--runbook-config: empty path")
     try:
         config = load_config(config_file)
     except ConfigError as exc:
@@ -702,6 +711,19 @@ def _write(path: str, text: str) -> None:
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
+def _print(text: str) -> None:
+    """The markdown on stdout, whatever the terminal's encoding (log lines may hold any
+    text) and even when the reader has gone (`| head`)."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -712,13 +734,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     windows = _windows(args.window)
-    if args.now:
+    if args.now is not None:
         try:
             now = parse_now(args.now)
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"--now {exc}") from None
     else:
-        now = datetime.now(UTC).timestamp()
+        now = float(math.floor(datetime.now(UTC).timestamp()))  # whole seconds read better
     text_log, jsonl = _log_paths(args)
     try:
         events, malformed = load_events(jsonl)
@@ -732,12 +754,11 @@ def _run(args: argparse.Namespace) -> int:
     for spec, size, label in windows:
         reports.append(replace(compute(events, now=now, window_s=size, label=label),
                                spec=spec))
-    sys.stdout.write(render_markdown(reports, weekly=weekly, log=str(text_log)))
-    sys.stdout.flush()
-    if args.json:
+    _print(render_markdown(reports, weekly=weekly, log=str(text_log)))
+    if args.json is not None:
         _write(args.json, render_json(reports, weekly=weekly, log=str(text_log),
                                       jsonl=str(jsonl), malformed=malformed))
-    if args.html:
+    if args.html is not None:
         _write(args.html, render_html(reports, weekly=weekly, log=str(text_log),
                                       malformed=malformed))
     return EXIT_MET if all(report.all_met for report in reports) else EXIT_MISSED
