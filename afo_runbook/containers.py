@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from afo_runbook.config import ContainersConfig, RunbookConfig
-from afo_runbook.observe import CheckResult, Deadline
 from afo_runbook.probes.docker import (
     ContainerState,
     DockerUnavailable,
@@ -24,6 +23,7 @@ from afo_runbook.probes.docker import (
     inspect,
     read_logs,
 )
+from afo_runbook.results import CheckResult, Deadline
 
 POLL = 0.2
 RESTART_WATCH = 1.5  # seconds to watch a container that has restarted before

@@ -12,54 +12,18 @@ import secrets as random_tokens
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from afo_runbook.config import GuardConfig, HealthTarget, RunbookConfig, SseConfig
 from afo_runbook.probes.http import HttpSeen, http_get
 from afo_runbook.probes.sse import SseSeen, sse_probe
+from afo_runbook.results import GROUPS, MIN_CALL_TIMEOUT, CheckResult, Deadline
 from afo_runbook.secret import Secret
 
-GROUPS: tuple[str, ...] = ("health", "guard", "sse", "containers")
 GUARD_CASES: tuple[str, ...] = ("no-secret", "wrong-secret", "right-secret")
-# The least a network call gets, even when the observe budget is nearly spent.
-MIN_CALL_TIMEOUT = 0.5
 LIVENESS_TIMEOUT = 3.0
-
-
-@dataclass
-class CheckResult:
-    key: str  # "health[api]", "guard[no-secret]", "sse", "containers[afo-core]"
-    group: str
-    ok: bool
-    symptom: str | None
-    message: str  # one line: what was seen against what was expected
-    evidence: dict[str, Any] = field(default_factory=dict)
-    skipped: str | None = None  # why the check could not run (a skip, never a pass)
-
-    @property
-    def outcome(self) -> str:
-        if self.skipped:
-            return "skipped"
-        return "passed" if self.ok else "failed"
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """The whole observe run's budget (wall clock, so xdist workers share it)."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float, start: float | None = None) -> Deadline:
-        return cls((time.time() if start is None else start) + seconds)
-
-    def remaining(self) -> float:
-        return self.at - time.time()
-
-    def cap(self, seconds: float) -> float:
-        return max(MIN_CALL_TIMEOUT, min(seconds, self.remaining()))
 
 
 # -- 1.1 health --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from afo_runbook.config import RunbookConfig
-from afo_runbook.observe import CheckResult
+from afo_runbook.results import CheckResult
 from afo_runbook.secret import read_env_file
 
 PREFLIGHT_CHECKS = ("env-file", "start-command", "writable-folders", "compose-env-file")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from afo_runbook.decision import Decision, DecisionRow, decide
-from afo_runbook.observe import GROUPS
+from afo_runbook.results import GROUPS
 
 # What a failing check names when it broke before it could say (a crash, the timeout backstop).
 FALLBACK_SYMPTOM = {

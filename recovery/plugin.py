@@ -26,17 +26,15 @@ from afo_runbook.incident_log import (
     new_incident_id,
     recovery_event,
 )
-from afo_runbook.observe import GROUPS
-from recovery import restart, rollback
-from recovery.confirm import completed_line, confirm
-from recovery.context import RecoveryContext
-from recovery.steps import ActionResult
+from afo_runbook.results import GROUPS
 
 EXIT_ESCALATE = 6  # --recover ran and the target is still red: the dev team takes over
 EXIT_RECOVERY_BUSY = 7  # another run holds the recovery lock; this one did not act
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from recovery import restart, rollback
+
     for module in (rollback, restart):
         if not config.pluginmanager.is_registered(module):
             config.pluginmanager.register(module)
@@ -143,12 +141,15 @@ def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
 
 def _run_action(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
                 target: str) -> None:
+    from recovery.confirm import completed_line, confirm
+    from recovery.context import RecoveryContext
+
     action = verdict.decision
     decided_at = time.time()
     context = RecoveryContext(run.config, run.secret, run.redactor,
                               say=lambda text: _say(config, text))
     _say(config, f"afo-runbook: recovering: {action} (runbook 3)", bold=True)
-    result: ActionResult | None = config.hook.pytest_runbook_recover(action=action,
+    result = config.hook.pytest_runbook_recover(action=action,
                                                                      context=context)
     if result is None:
         _escalate(config, verdict, log, target, action, None,

@@ -17,9 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from afo_runbook.logs import read_file
-from afo_runbook.observe import Deadline, check_sse
 from recovery.context import RecoveryContext
-from recovery.process import start_detached, stop_tracked, wait_ready
 from recovery.steps import ActionResult, StepFailed
 
 LOG_BYTES = 256 * 1024
@@ -44,6 +42,8 @@ def restart(context: RecoveryContext, action: str = "restart") -> ActionResult:
             client.close()
         result.action = action
         return result
+    from recovery.process import start_detached, stop_tracked, wait_ready
+
     process = recovery.process
     assert process is not None
     argv = shlex.split(process.start)
@@ -96,6 +96,8 @@ def _container_logs(context: RecoveryContext) -> dict[str, object]:
 
 
 def review_restart(context: RecoveryContext) -> ActionResult:
+    from afo_runbook.observe import Deadline, check_sse
+
     sse = context.config.sse
     grace = context.recovery.review_grace
     result = ActionResult("review-restart", sse.url if sse else "sse")

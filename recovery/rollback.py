@@ -16,10 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from afo_runbook.observe import Deadline, check_guard
 from afo_runbook.secret import SecretUnavailable, load_secret
 from recovery.context import RecoveryContext
-from recovery.process import start_detached, stop_tracked, wait_ready
 from recovery.steps import ActionResult, StepFailed
 
 
@@ -30,6 +28,8 @@ def rollback(context: RecoveryContext) -> ActionResult:
 
 
 def _rollback_process(context: RecoveryContext) -> ActionResult:
+    from recovery.process import start_detached, stop_tracked, wait_ready
+
     process = context.recovery.process
     assert process is not None  # the config guarantees it for mode = "process"
     argv = shlex.split(process.start)
@@ -73,6 +73,8 @@ def _rollback_container(context: RecoveryContext) -> ActionResult:
 
 def verify_guard(result: ActionResult, context: RecoveryContext) -> None:
     """Step 4: the guarded URL with the secret (from the env file, as the service has it)."""
+    from afo_runbook.observe import Deadline, check_guard
+
     guard = context.config.guard
     if guard is None:
         return
