@@ -80,11 +80,11 @@ def observe_argv(config: Path, reports: Path, *extra: str) -> list[str]:
 
 
 def median_of(rounds: int, argv: list[str], env: dict[str, str], label: str,
-              expect_rc: int = 0) -> float:
+              expect_rc: int | None = 0) -> float:
     times = []
     for _ in range(rounds):
         seconds, rc, output = timed(argv, env)
-        if rc != expect_rc:
+        if expect_rc is not None and rc != expect_rc:
             print(f"  ! {label}: exit {rc}, expected {expect_rc}:\n{output[-1500:]}")
         times.append(seconds)
     value = statistics.median(times)
@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg200 = write_config(tmp / "rb200.toml", stack, env_file, health_entries=200)
 
             print("\n1. healthy stack: the runbook's shell procedure vs pytest -m observe")
-            shell = median_of(args.rounds, ["bash", str(script)], env, "shell (runbook section 1)")
+            # the shell's exit says little: `docker ps` fails where no engine runs, as written
+            shell = median_of(args.rounds, ["bash", str(script)], env,
+                              "shell (runbook section 1)", expect_rc=None)
             parallel = median_of(args.rounds, observe_argv(cfg3, reports), env,
                                  "pytest -m observe (parallel, default)")
             serial = median_of(args.rounds, observe_argv(cfg3, reports, "-n", "0"), env,
