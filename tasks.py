@@ -5,6 +5,7 @@
     python3 tasks.py test     # ruff + the full test suite
     python3 tasks.py drill    # the EXP_007 rollback drill against the reference stack
     python3 tasks.py bench    # benchmarks against the runbook's own shell procedure
+    python3 tasks.py bench-drill   # the drill's time-to-recover against the runbook's 45 s
 
 Each command first makes sure two virtualenvs exist, reinstalling only when pyproject.toml
 changed: `.venv` holds the suite and its test tools (`pip install -e .[dev]`), `.venv-refstack`
@@ -65,6 +66,7 @@ def main(argv: list[str]) -> None:
         "test": None,
         "drill": [str(BIN / "afo-runbook"), "drill"],
         "bench": [str(BIN / "python"), "bench/observe_bench.py"],
+        "bench-drill": [str(BIN / "python"), "bench/drill_bench.py"],
     }
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shlex
 import shutil
 import statistics
@@ -104,7 +105,7 @@ def _drill_round(state: Path, number: int, docker: bool) -> dict[str, Any]:
         from afo_runbook.refstack.docker_stack import DockerStack
 
         stack: Any = DockerStack(state / "stack", ports=ports, env_file=env_file,
-                                 name_suffix=f"-drill{number}")
+                                 name_suffix=f"-drill{number}-{secrets.token_hex(3)}")
     else:
         stack = Stack(state / "stack", ports=ports, env_file=env_file)
     print(f"round {number}: 1. start the reference stack green", flush=True)
