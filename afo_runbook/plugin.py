@@ -40,9 +40,20 @@ from afo_runbook.verdict import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CHECKS_DIR = REPO_ROOT / "checks"
-DEFAULT_CONFIG = REPO_ROOT / "runbook.toml"
-DEFAULT_REPORTS = REPO_ROOT / "reports"
+
+
+def _checks_dir() -> Path:
+    """The runbook's checks: the repo's checks/ (editable install), or the copy installed as
+    afo_runbook.checks (a wheel)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("afo_runbook.checks")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
+    return REPO_ROOT / "checks"
+
+
+CHECKS_DIR = _checks_dir()
 REPORTS_ENV = "RUNBOOK_REPORTS"
 LATEST = "observe-latest"
 
@@ -131,8 +142,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         return
     if not (getattr(namespace, "runbook_config", None) or os.environ.get(CONFIG_ENV)):
         return
-    if early_config.getini("testpaths"):  # pytest found our ini file (or another project's)
-        return
+    # Even when pytest found an ini file with `testpaths`: it only uses them when started
+    # in the rootdir, and a runbook config asks for the runbook's checks.
     args.append(str(CHECKS_DIR))
 
 
@@ -186,7 +197,8 @@ def _config_path(config: pytest.Config) -> tuple[Path, str]:
     if ini:
         base = config.inipath.parent if config.inipath else config.rootpath
         return base / Path(ini).expanduser(), "ini runbook_config"
-    return DEFAULT_CONFIG, "default"
+    here = Path.cwd() / "runbook.toml"
+    return (here if here.is_file() else REPO_ROOT / "runbook.toml"), "default"
 
 
 def _guard_selected(config: pytest.Config) -> bool:
@@ -265,7 +277,8 @@ def _reports_dir(config: pytest.Config, run: RunbookRun) -> Path | None:
               or config.getini("runbook_reports"))
     if choice:
         return None if choice.lower() == "none" else Path(choice).expanduser().absolute()
-    return run.config.reports_dir or DEFAULT_REPORTS
+    # Like pytest-html's own paths: relative to where the operator runs it.
+    return run.config.reports_dir or Path.cwd() / "reports"
 
 
 def _plan_reports(config: pytest.Config, run: RunbookRun) -> None:
@@ -440,7 +453,7 @@ def check(request: pytest.FixtureRequest, runbook: RunbookRun):  # type: ignore[
 def check_id(item: pytest.Item) -> str:
     """`checks/test_health.py::test_health[api]`, whatever the rootdir turned out to be."""
     try:
-        return f"{item.path.relative_to(REPO_ROOT).as_posix()}::{item.name}"
+        return f"checks/{item.path.relative_to(CHECKS_DIR).as_posix()}::{item.name}"
     except ValueError:
         return item.nodeid
 
