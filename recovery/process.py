@@ -1,10 +1,10 @@
 """Process mode of runbook 3.1/3.2: stop exactly the tracked process, start it clean, poll.
 
-The runbook does `kill $(ps aux | grep AFO.api_server | ...)`, `python -m AFO.api_server &`
-and `sleep 30`. Here: the pid comes from the pidfile and is signalled only while its command
-line is still the configured start command (a recycled pid is never touched); the new process
-starts detached with the env file's environment and its output in a log file; readiness is
-polled, and a start command that dies is reported at once with the tail of its log.
+The runbook kills whatever `ps aux | grep AFO.api_server` lists, starts the server with `&`
+and then waits a fixed 30 s. Here: the pid comes from the pidfile and is signalled only while
+its command line is still the configured start command (a recycled pid is never touched); the
+new process starts detached with the env file's environment and its output in a log file;
+readiness is polled, and a start command that dies is reported at once with its log's tail.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from afo_runbook.incident_log import Event, IncidentLog, IncidentLogError
+from afo_runbook.refstack.waiting import wait_until
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: (INCIDENT|Evidence|Decision|RECOVERY)\b"
                   r".*\[inc-w(\d+)-(\d+)\]$")
@@ -77,14 +78,9 @@ def test_sigkill_leaves_every_earlier_line_whole(tmp_path):
     path = tmp_path / "afo-incidents.log"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "7", "-1"])
     jsonl = path.with_suffix(".jsonl")
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:  # poll until it has written a good deal
-            if jsonl.exists() and jsonl.stat().st_size > 200_000:
-                break
-            time.sleep(0.01)
-        else:
-            raise AssertionError("the writer wrote too little")
+    try:  # let it write a good deal first
+        wait_until(lambda: jsonl.exists() and jsonl.stat().st_size > 200_000, timeout=30,
+                   interval=0.01, message="the writer wrote too little")
     finally:
         os.kill(writer.pid, signal.SIGKILL)  # exactly the process we started
         writer.wait(10)

@@ -95,7 +95,7 @@ def test_restart_brings_a_dead_service_back(stack, recovery_config, run_suite):
 
 def test_a_pid_that_is_not_ours_is_never_killed(stack, recovery_config, run_suite):
     break_secret(stack)
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    stranger = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         # Point the api's pidfile at a process that is not the configured start command.
         stack.pidfile("api").write_text(f"{stranger.pid}\n")
