@@ -92,6 +92,7 @@ class RunbookRun:
     html_path: Path | None = None  # this run's evidence record, when we chose its name
     reports_dir: Path | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # said at the end of the verdict
 
     def deselected(self) -> list[dict[str, str]]:
         missing = [g for g, present in self.config.configured_groups().items() if not present]
@@ -172,6 +173,11 @@ def pytest_cmdline_main(config: pytest.Config):  # type: ignore[no-untyped-def]
         if config.option.dist == "no":
             # A section's probes run concurrently inside one worker, as the runbook's `&`.
             config.option.dist = "loadfile"
+        if getattr(config.option, "maxworkerrestart", None) is None:
+            # A crashed worker is reported, not replaced: replacing it re-runs the crashing
+            # check, and under --dist loadfile can deadlock the session (pytest-xdist #784,
+            # #1378). The checks it never ran are counted as such in the verdict.
+            config.option.maxworkerrestart = 0
     yield
 
 
@@ -286,6 +292,16 @@ def _plan_reports(config: pytest.Config, run: RunbookRun) -> None:
     verdict JSON under reports/, timestamped, and refreshes the `observe-latest` copies."""
     run.reports_dir = _reports_dir(config, run)
     if run.reports_dir is None or config.getoption("collectonly"):
+        return
+    try:
+        run.reports_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(run.reports_dir, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        run.notes.append(f"no evidence record written: cannot write to {run.reports_dir} "
+                         "(choose another with --runbook-reports DIR)")
+        run.reports_dir = None
         return
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run.started_at))
     stem = f"observe-{stamp}-{os.getpid() % 100000:05d}"  # concurrent runs never collide
@@ -500,7 +516,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def _first_line(text: str) -> str:
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith(("+", "~", "_", "=")):
+        if line and not line.startswith(("+", "~", "_", "=")) and not (
+                line.startswith("[gw") and " -- Python " in line):  # xdist's worker header
             return line[:300]
     return ""
 
@@ -518,11 +535,22 @@ class RunbookController:
     def __init__(self, config: pytest.Config, run: RunbookRun) -> None:
         self.config = config
         self.run = run
+        self.expected: set[str] = set()  # node ids of the collected checks
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.expected.update(ids)  # what the workers will run; the controller collects nothing
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected.update(item.nodeid for item in session.items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "runbook", None)
+        data = getattr(report, "runbook", None) or _without_evidence(report)
         if not data:
             return
+        earlier = self.run.records.get(data["id"])
+        if earlier is not None and earlier.failing and not report.failed:
+            return  # a failure stands, even if a replacement worker ran the check again
         outcome = "error" if report.when == "setup" and report.failed else report.outcome
         self.run.records[data["id"]] = CheckRecord(
             id=data["id"], key=data["key"], group=data["group"], outcome=outcome,
@@ -539,6 +567,7 @@ class RunbookController:
         """Decide (section 2) once every check has reported; plugins may then act on it."""
         run = self.run
         if run.verdict is None:
+            self._never_reported()
             run.verdict = build_verdict(
                 list(run.records.values()), run.config.decision,
                 started_at=run.started_at, duration_s=time.time() - run.started_at,
@@ -548,11 +577,27 @@ class RunbookController:
                                                     verdict=run.verdict)
         return run.verdict
 
+    def _never_reported(self) -> None:
+        """A collected check that never reported (its worker died first) is not a pass."""
+        for nodeid in sorted(self.expected):
+            data = _without_evidence(nodeid=nodeid, message="never ran: the worker running "
+                                     "its section stopped before it (see the failures above)")
+            if data is not None and data["id"] not in self.run.records:
+                self.run.records[data["id"]] = CheckRecord(
+                    id=data["id"], key=data["key"], group=data["group"], outcome="error",
+                    symptom=data["symptom"], duration_s=0.0, message=data["message"],
+                    evidence=data["evidence"], recovery=None)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         verdict = self.finish()
         if self.run.json_path is not None:
-            write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
+            try:
+                write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
+            except OSError as exc:
+                self.run.notes.append(f"verdict JSON NOT written to {self.run.json_path}: "
+                                      f"{exc.strerror or exc}")
+                self.run.json_path = None
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: print after pytest's summary
     def pytest_terminal_summary(self, terminalreporter: Any):  # type: ignore[no-untyped-def]
@@ -562,6 +607,8 @@ class RunbookController:
         terminalreporter.write_sep("=", "runbook verdict", bold=True)
         for text, markup in summary_lines(self.run.verdict):
             terminalreporter.write_line(self.run.redactor.text(text), **markup)
+        for note in self.run.notes:
+            terminalreporter.write_line(f"note: {self.run.redactor.text(note)}", yellow=True)
         if self.run.json_path is not None:
             terminalreporter.write_line(f"verdict JSON: {self.run.json_path}")
         if self.run.html_path is not None:
@@ -588,6 +635,34 @@ class RunbookController:
                 tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, latest)
+
+
+MODULE_GROUPS = {"test_health.py": "health", "test_guard.py": "guard", "test_sse.py": "sse",
+                 "test_containers.py": "containers", "test_preflight.py": "preflight"}
+KEY_PREFIX = {"test_health": "health", "test_guard": "guard", "test_container": "containers",
+              "test_preflight": "preflight"}
+
+
+def _without_evidence(report: pytest.TestReport | None = None, *, nodeid: str = "",
+                      message: str = "") -> dict[str, Any] | None:
+    """A check that failed without reporting what it saw (an xdist worker that crashed under
+    it, or before it): it still counts, with its group's symptom, so the verdict cannot miss
+    it."""
+    if report is not None:
+        if not report.failed:
+            return None
+        nodeid = report.nodeid
+        message = _first_line(report.longreprtext) or "the check failed without evidence"
+    path, _, name = nodeid.partition("::")
+    group = MODULE_GROUPS.get(Path(path).name)
+    if group is None:
+        return None
+    base, _, param = name.partition("[")
+    key = "sse" if group == "sse" else (f"{KEY_PREFIX.get(base, group)}[{param}"
+                                        if param else f"{group}[{name}]")
+    return {"id": f"checks/{Path(path).name}::{name}", "key": key, "group": group,
+            "symptom": FALLBACK_SYMPTOM.get(group), "message": message,
+            "evidence": {"error": message}, "recovery": None}
 
 
 def _option_path(config: pytest.Config, name: str) -> Path | None:

@@ -196,7 +196,7 @@ def _prevention_key(symptom: str) -> str:
 
 
 def incident_markdown(verdict: Verdict, html_name: str | None, first_failing_at: float,
-                      now: float) -> str:
+                      now: float, service_log: dict[str, Any] | None = None) -> str:
     primary = verdict.symptoms[0] if verdict.symptoms else "service-down"
     recovery = verdict.recovery or {}
     recovered = recovery.get("outcome") == "recovered"
@@ -220,6 +220,11 @@ def incident_markdown(verdict: Verdict, html_name: str | None, first_failing_at:
     for line in (recovery.get("result") or {}).get("details", {}).get("logs", {}).get(
             "error_lines", [])[-5:]:
         evidence.append(f"log: {line}")
+    if service_log:
+        evidence.append(f"service log {service_log['source']}: {service_log['error_count']} "
+                        f"error lines, {service_log['heartbeat_lines']} heartbeat lines "
+                        "(runbook 4.1)")
+        evidence += [f"service log: {line}" for line in service_log["error_lines"][-5:]]
     preventions = sorted({PREVENTION[_prevention_key(s)] for s in verdict.symptoms})
     lines = [
         "## Incident Report",
@@ -331,6 +336,16 @@ class EvidenceRecord:
         if verdict.failing() and any(c.group != "preflight" for c in verdict.failing()):
             self._write_incident_md(verdict)
 
+    def _service_log(self) -> dict[str, Any] | None:
+        """4.1 for a process-mode deployment: the service's own log (errors, heartbeats)."""
+        recovery = self.run.config.recovery
+        if recovery is None or recovery.process is None:
+            return None
+        from afo_runbook.logs import read_file
+
+        excerpt = read_file(recovery.process.log_file, 256 * 1024)
+        return None if excerpt.problem else self.run.redactor.data(excerpt.evidence())
+
     def _junit_properties(self, verdict: Verdict) -> None:
         try:
             from _pytest.junitxml import xml_key
@@ -355,7 +370,7 @@ class EvidenceRecord:
         if verdict.incident_id:
             first = min(first, self.run.extras.get("incident_first_at", first))
         text = incident_markdown(verdict, html_path.name if html_path else None, first,
-                                 time.time())
+                                 time.time(), service_log=self._service_log())
         folder.mkdir(parents=True, exist_ok=True)
         self.incident_md = folder / f"{stem}.incident.md"
         _write(self.incident_md, self.run.redactor.text(text))

@@ -128,6 +128,7 @@ def test_recovered_report_shows_steps_and_ttr(stack, recovery_config, observe, b
     assert "start with the env file's environment" in seen["verdict"]
     incident = (reports / "incident.md").read_text()
     assert "**Resolution:** rollback" in incident
+    assert "heartbeat lines (runbook 4.1)" in incident  # the api's own log, analysed
     assert "**Duration:** " in incident
     assert "ongoing" not in incident
 
