@@ -160,6 +160,10 @@ def _run_action(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
     steps = [step.as_json() for step in result.steps]
     recovery: dict[str, Any] = {"action": action, "result": run.redactor.data(result.as_json()),
                                 "ttr_s": round(ttr, 3), "decided_at": decided_at}
+    if confirmation is not None:  # 3.3: what the observation after the action saw
+        recovery["confirmation"] = [
+            {"key": r.key, "outcome": r.outcome, "symptom": r.symptom,
+             "message": run.redactor.text(r.message)} for r in confirmation.results]
     if result.ok and confirmation is not None and confirmation.green:
         line = completed_line(action, ttr)
         recovery.update(outcome="recovered", summary=f"{line}; {confirmation.summary()}")

@@ -44,6 +44,9 @@ def test_rollback_brings_the_secret_back(stack, recovery_config, run_suite):
                      f"wait until {stack.health_url('api')} answers",
                      "verify the guard accepts the secret"]
     assert "Rollback completed in" in result.stdout
+    confirmation = {c["key"]: c["outcome"] for c in recovery["confirmation"]}
+    assert confirmation["guard[right-secret]"] == "passed"  # 3.3: observed again
+    assert set(confirmation.values()) == {"passed"}
     new_pid = stack.pid("api")  # the stack follows the rewritten pidfile
     assert new_pid not in (None, broken_pid)
     # 2.2: the runbook's grep finds the incident and its recovery, under one incident id

@@ -1,0 +1,229 @@
+"""`afo-runbook`: the runbook's commands that are not a plain `pytest -m observe`.
+
+    afo-runbook demo [--fault api:guard-open ...] [--keep]   # observe the bundled stack
+    afo-runbook drill [--rounds N] [--docker]                # the EXP_007 rollback drill
+    afo-runbook incident-issue [reports/incident.md]         # runbook 4.2: open the issue
+    afo-runbook metrics [--window 7d] [--html PATH]          # runbook 6: the monthly targets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from afo_runbook.plugin import REPO_ROOT
+
+DEMO_STATE = REPO_ROOT / ".refstack" / "demo"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Start the reference stack, run the observe phase against it, stop the stack."""
+    from afo_runbook.refstack.cli import ensure_env_file
+    from afo_runbook.refstack.faults import parse_fault_spec
+    from afo_runbook.refstack.runbook_toml import render_runbook_toml
+    from afo_runbook.refstack.services import SERVICES
+    from afo_runbook.refstack.stack import Stack, StackError, free_ports, port_is_free
+
+    state = Path(args.state_dir).absolute()
+    state.mkdir(parents=True, exist_ok=True)
+    env_file = state / ".env.afo"
+    ensure_env_file(env_file)  # a random secret, mode 600, never printed
+    ports = {name: spec.default_port for name, spec in SERVICES.items()}
+    if not all(port_is_free("127.0.0.1", port) for port in ports.values()):
+        ports = dict(zip(ports, free_ports(len(ports)), strict=True))
+        print(f"afo-runbook demo: the runbook's ports are taken; using {ports}", flush=True)
+    faults: dict[str, dict[str, object]] = {}
+    for spec in args.fault:
+        service, fault, value = parse_fault_spec(spec)
+        faults.setdefault(service, {})[fault] = value
+    stack = Stack(state, ports=ports, env_file=env_file, faults=faults)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"afo-runbook demo: cannot start the reference stack: {exc}", file=sys.stderr)
+        return 3
+    try:
+        config = state / "runbook.toml"
+        config.write_text(render_runbook_toml(stack), encoding="utf-8")
+        print(f"afo-runbook demo: reference stack up ({', '.join(stack.urls.values())}); "
+              f"config {config}", flush=True)
+        argv = [sys.executable, "-m", "pytest", "-m", "observe", "--runbook-config",
+                str(config), *args.pytest_args]
+        return subprocess.call(argv, cwd=REPO_ROOT)
+    finally:
+        if not args.keep:
+            stack.stop()
+
+
+EXP_007_TTR_S = 45.0  # the runbook's drill: "Rollback completed in 45 seconds"
+
+
+def _drill(args: argparse.Namespace) -> int:
+    """Runbook 3.1 rehearsed: green -> the api restarts without its secret -> observe ->
+    rollback -> observe green; the time-to-recover next to the runbook's 45 s."""
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="afo-drill-") as tmp:
+        for number in range(1, args.rounds + 1):
+            outcome = _drill_round(Path(tmp) / f"round{number}", number, args.docker)
+            rounds.append(outcome)
+            if outcome.get("outcome") != "recovered":
+                break
+    ttrs = [r["ttr_s"] for r in rounds if r.get("ttr_s") is not None]
+    ok = len(ttrs) == args.rounds and all(r["outcome"] == "recovered" for r in rounds)
+    if ttrs:
+        median = statistics.median(ttrs)
+        print(f"\ndrill ({'docker' if args.docker else 'process'} mode, {len(ttrs)} rounds): "
+              f"TTR median {median:.2f} s (min {min(ttrs):.2f}, max {max(ttrs):.2f}); "
+              f"runbook EXP_007: {EXP_007_TTR_S:.0f} s -> {EXP_007_TTR_S / median:.0f}x faster")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": "docker" if args.docker else "process",
+                                               "rounds": rounds}, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+def _drill_round(state: Path, number: int, docker: bool) -> dict[str, Any]:
+    from afo_runbook.refstack.cli import ensure_env_file
+    from afo_runbook.refstack.runbook_toml import render_runbook_toml
+    from afo_runbook.refstack.services import SERVICE_NAMES
+    from afo_runbook.refstack.stack import Stack, free_ports
+
+    state.mkdir(parents=True)
+    env_file = state / ".env.afo"
+    ensure_env_file(env_file)
+    ports = dict(zip(SERVICE_NAMES, free_ports(len(SERVICE_NAMES)), strict=True))
+    if docker:
+        from afo_runbook.refstack.docker_stack import DockerStack
+
+        stack: Any = DockerStack(state / "stack", ports=ports, env_file=env_file,
+                                 name_suffix=f"-drill{number}-{secrets.token_hex(3)}")
+    else:
+        stack = Stack(state / "stack", ports=ports, env_file=env_file)
+    print(f"round {number}: 1. start the reference stack green", flush=True)
+    stack.start()
+    try:
+        config = state / "runbook.toml"
+        config.write_text(render_runbook_toml(stack), encoding="utf-8")
+        print(f"round {number}: 2. break it: the api restarts without AFO_INTERNAL_SECRET",
+              flush=True)
+        if docker:
+            stack.recreate_service("api", without_secret=True)
+        else:
+            stack.stop_service("api")
+            stack.start_service("api", without_secret=True)
+        print(f"round {number}: 3. pytest -m observe --recover", flush=True)
+        verdict_path = state / "verdict.json"
+        observed_from = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "observe",
+             "--recover", "--runbook-config", str(config), "--runbook-json", str(verdict_path),
+             "--runbook-reports", str(state / "reports")],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        wall = time.monotonic() - observed_from
+        for line in proc.stdout.splitlines():
+            if "completed in" in line or line.startswith(("decision:", "recovery:")):
+                print(f"    {line}")
+        verdict = json.loads(verdict_path.read_text()) if verdict_path.exists() else {}
+        recovery = verdict.get("recovery") or {}
+        outcome = {"round": number, "exit": proc.returncode,
+                   "symptoms": verdict.get("symptoms"),
+                   "decision": recovery.get("escalated_from") or verdict.get("decision"),
+                   "outcome": recovery.get("outcome"), "ttr_s": recovery.get("ttr_s"),
+                   "observe_to_green_s": round(wall, 3)}
+        if outcome["outcome"] != "recovered":
+            print(proc.stdout[-3000:] + proc.stderr[-2000:])
+        else:
+            print(f"round {number}: 4. recovered: TTR {outcome['ttr_s']:.2f} s "
+                  f"(decision -> green), {wall:.2f} s for the whole run (observe, decide, "
+                  f"recover, observe again); "
+                  f"runbook EXP_007: {EXP_007_TTR_S:.0f} s", flush=True)
+        return outcome
+    finally:
+        stack.stop()
+
+
+def _incident_issue(args: argparse.Namespace) -> int:
+    """Runbook 4.2, "always open a GitHub issue": with `gh` when it is installed and logged
+    in, otherwise print the exact command to run."""
+    body = Path(args.incident_md).absolute()
+    if not body.is_file():
+        print(f"afo-runbook: no incident report at {body} (a green run writes none)",
+              file=sys.stderr)
+        return 2
+    meta_path = body.with_name("incident.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    title = args.title or meta.get("title") or "AFO incident"
+    command = ["gh", "issue", "create", "--title", title, "--body-file", str(body)]
+    if args.repo:
+        command += ["--repo", args.repo]
+    for label in args.label:
+        command += ["--label", label]
+    html = meta.get("html")
+    attach = f"; then attach the evidence record {html} to the issue" if html else ""
+    gh = shutil.which("gh")
+    ready = gh is not None and subprocess.run(
+        [gh, "auth", "status"], capture_output=True, check=False).returncode == 0
+    if args.dry_run or not ready:
+        why = "dry run" if args.dry_run else (
+            "gh is not installed" if gh is None else "gh is not logged in (gh auth login)")
+        print(f"afo-runbook: {why}; open the incident issue with:\n  {shlex.join(command)}"
+              f"{attach}")
+        return 0 if args.dry_run else 3
+    created = subprocess.run([gh, *command[1:]], check=False)
+    if created.returncode == 0 and html:
+        print(f"afo-runbook: attach the evidence record {html} to the issue")
+    return created.returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="afo-runbook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="observe the bundled reference stack")
+    demo.add_argument("--state-dir", default=str(DEMO_STATE),
+                      help="where the stack keeps pids, logs and its env file")
+    demo.add_argument("--fault", action="append", default=[], metavar="SERVICE:FAULT[=V]",
+                      help="start the stack with a fault, e.g. api:guard-open (repeatable)")
+    demo.add_argument("--keep", action="store_true", help="leave the stack running")
+    demo.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                      help="more pytest arguments, after --")
+    demo.set_defaults(handler=_demo)
+    drill = commands.add_parser("drill", help="the EXP_007 rollback drill on the bundled stack")
+    drill.add_argument("--rounds", type=int, default=1)
+    drill.add_argument("--docker", action="store_true",
+                       help="run the stack as containers (needs a Docker engine)")
+    drill.add_argument("--json", help="write each round's numbers here")
+    drill.set_defaults(handler=_drill)
+    issue = commands.add_parser("incident-issue",
+                                help="open the GitHub issue for the last incident (gh)")
+    issue.add_argument("incident_md", nargs="?", default=str(REPO_ROOT / "reports" /
+                                                             "incident.md"))
+    issue.add_argument("--repo", help="owner/name, when not the current repository")
+    issue.add_argument("--title", help="default: the incident's id, symptoms and decision")
+    issue.add_argument("--label", action="append", default=[])
+    issue.add_argument("--dry-run", action="store_true", help="print the command only")
+    issue.set_defaults(handler=_incident_issue)
+    from afo_runbook import metrics
+
+    metrics.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Fault catalog, fault specs ("api:slow=3") and the shared faults.json file.
+
+faults.json maps service -> {fault: value-or-null}. Writers replace it atomically (temp file +
+os.replace) under a lock; each service process re-reads it whenever its stat changes, so
+faults can be switched on and off while the stack runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from afo_runbook.refstack.services import SERVICE_NAMES, check_service
+
+FaultValue = str | int | float | None
+FaultSet = dict[str, FaultValue]
+FaultMap = dict[str, FaultSet]
+
+FAULTS_FILE = "faults.json"
+
+log = logging.getLogger("refstack.faults")
+
+
+@dataclass(frozen=True)
+class FaultInfo:
+    services: tuple[str, ...]
+    default: float | None = None  # numeric parameter's default; None: takes no parameter
+    help: str = ""
+
+
+_ALL = SERVICE_NAMES
+FAULTS: dict[str, FaultInfo] = {
+    "guard-open": FaultInfo(("api",), help="the guard answers 200 to everyone"),
+    "secret-missing": FaultInfo(("api",), help="the guard acts as if no secret is configured"),
+    "health-500": FaultInfo(_ALL, help="the health route answers 500"),
+    "sse-silent": FaultInfo(("api",), help="SSE: headers, then nothing ever"),
+    "sse-comments": FaultInfo(("api",), help="SSE: comment lines only, never an event"),
+    "sse-late": FaultInfo(("api",), 15, "SSE: first heartbeat only after N seconds"),
+    "sse-wrong-type": FaultInfo(("api",), help="SSE: content-type text/plain"),
+    "sse-garbage": FaultInfo(("api",), help="SSE: text/event-stream carrying non-SSE bytes"),
+    "tarpit": FaultInfo(_ALL, help="every route accepts and never answers"),
+    "slow": FaultInfo(_ALL, 3, "every route waits N seconds first"),
+    "reset": FaultInfo(_ALL, help="every route resets the TCP connection"),
+    "huge-body": FaultInfo(_ALL, 200, "the health route answers N MiB"),
+    "down": FaultInfo(_ALL, help="the service process is not running"),
+}
+
+
+def parse_value(text: str) -> FaultValue:
+    """'3' -> 3, '0.5' -> 0.5, anything else stays a string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def validate_fault(service: str, fault: str, value: FaultValue = None) -> None:
+    check_service(service)
+    info = FAULTS.get(fault)
+    if info is None:
+        raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+    if service not in info.services:
+        raise ValueError(f"fault {fault!r} does not apply to service {service!r}")
+    if value is None:
+        return
+    if info.default is None:
+        raise ValueError(f"fault {fault!r} takes no value")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"fault {fault!r} needs a number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"fault {fault!r} needs a non-negative number, got {value!r}")
+
+
+def parse_fault(text: str) -> tuple[str, FaultValue]:
+    """'slow=3' -> ('slow', 3); 'tarpit' -> ('tarpit', None). Not validated."""
+    name, sep, raw = text.partition("=")
+    return name.strip(), (parse_value(raw.strip()) if sep else None)
+
+
+def parse_fault_spec(spec: str) -> tuple[str, str, FaultValue]:
+    """'api:slow=3' -> ('api', 'slow', 3), validated."""
+    service, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"fault spec must look like SERVICE:FAULT[=VALUE], got {spec!r}")
+    fault, value = parse_fault(rest)
+    validate_fault(service.strip(), fault, value)
+    return service.strip(), fault, value
+
+
+def fault_number(faults: Mapping[str, FaultValue], fault: str) -> float:
+    """The numeric parameter of an active fault, or its default when none was given."""
+    value = faults.get(fault)
+    default = FAULTS[fault].default
+    if value is None:
+        return float(default or 0)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float(default or 0)
+
+
+def normalise(faults: Mapping[str, Mapping[str, FaultValue]] | None) -> FaultMap:
+    """Validated copy of a service -> faults mapping."""
+    result: FaultMap = {}
+    for service, service_faults in (faults or {}).items():
+        for fault, value in service_faults.items():
+            validate_fault(service, fault, value)
+        result[service] = dict(service_faults)
+    return result
+
+
+# ----------------------------------------------------------------------------- file access
+
+
+def faults_path(state_dir: Path) -> Path:
+    return Path(state_dir) / FAULTS_FILE
+
+
+def read_faults(state_dir: Path) -> FaultMap:
+    path = faults_path(state_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+def write_faults(state_dir: Path, faults: Mapping[str, Mapping[str, FaultValue]]) -> None:
+    """Replace faults.json atomically so readers never see a half-written file."""
+    path = faults_path(state_dir)
+    clean = {service: dict(f) for service, f in faults.items() if f}
+    fd, tmp = tempfile.mkstemp(prefix=".faults.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(clean, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for secrets; faults are not
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def edit_faults(state_dir: Path) -> Iterator[FaultMap]:
+    """Read-modify-write faults.json under a lock (the CLI and tests may write concurrently)."""
+    from filelock import FileLock  # only writers need it; keeps service start-up lean
+
+    with FileLock(str(faults_path(state_dir)) + ".lock", timeout=10):
+        faults = read_faults(state_dir)
+        yield faults
+        write_faults(state_dir, faults)
+
+
+class FaultReader:
+    """A service's view of its own faults; re-reads faults.json only when its stat changes."""
+
+    def __init__(self, state_dir: Path, service: str) -> None:
+        self._path = faults_path(state_dir)
+        self._service = service
+        self._stamp: tuple[int, int, int] | None = None
+        self._faults: FaultSet = {}
+
+    def current(self) -> FaultSet:
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            self._stamp, self._faults = None, {}
+            return self._faults
+        # inode changes on every os.replace, mtime/size catch in-place edits by hand.
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                data = json.loads(self._path.read_text(encoding="utf-8"))
+                faults = data.get(self._service) or {}
+                self._faults = dict(faults) if isinstance(faults, dict) else {}
+                self._stamp = stamp
+                log.info("faults for %s now: %s", self._service, _describe(self._faults))
+            except (OSError, ValueError, AttributeError) as exc:
+                # Keep the previous faults; a hand edit in progress must not crash the service.
+                log.error("cannot read %s: %s", self._path, exc)
+        return self._faults
+
+
+def _describe(faults: Mapping[str, FaultValue]) -> str:
+    if not faults:
+        return "none"
+    return ", ".join(name if value is None else f"{name}={value}" for name, value in faults.items())
