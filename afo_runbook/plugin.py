@@ -28,6 +28,7 @@ import pytest
 
 import afo_runbook
 from afo_runbook.config import CONFIG_ENV, ConfigError, RunbookConfig, load_config
+from afo_runbook.report import option_path
 from afo_runbook.results import GROUPS, CheckResult, Deadline
 from afo_runbook.secret import Redactor, Secret, SecretUnavailable, load_secret, redactor_for
 from afo_runbook.verdict import (
@@ -618,8 +619,8 @@ class RunbookController:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # Second line of defence: no artifact leaves with the secret in it. A scrub means the
         # first line failed somewhere, so say so loudly.
-        artifacts = [self.run.json_path, _option_path(config, "htmlpath"),
-                     _option_path(config, "xmlpath")]
+        artifacts = [self.run.json_path, option_path(config, "htmlpath"),
+                     option_path(config, "xmlpath")]
         for path in artifacts:
             if path is not None and self.run.redactor.file(path):
                 print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
@@ -663,8 +664,3 @@ def _without_evidence(report: pytest.TestReport | None = None, *, nodeid: str = 
     return {"id": f"checks/{Path(path).name}::{name}", "key": key, "group": group,
             "symptom": FALLBACK_SYMPTOM.get(group), "message": message,
             "evidence": {"error": message}, "recovery": None}
-
-
-def _option_path(config: pytest.Config, name: str) -> Path | None:
-    value = getattr(config.option, name, None)
-    return Path(value).expanduser().absolute() if value else None

@@ -361,7 +361,7 @@ class EvidenceRecord:
             xml.add_global_property("runbook_incident", verdict.incident_id)
 
     def _write_incident_md(self, verdict: Verdict) -> None:
-        html_path = self.run.html_path or _option_path(self.config, "htmlpath")
+        html_path = self.run.html_path or option_path(self.config, "htmlpath")
         folder = html_path.parent if html_path else self.run.reports_dir
         if folder is None:
             return
@@ -392,6 +392,7 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _option_path(config: pytest.Config, name: str) -> Path | None:
+def option_path(config: pytest.Config, name: str) -> Path | None:
+    """A path option (--html, --junitxml), absolute, or None when not given."""
     value = getattr(config.option, name, None)
     return Path(value).expanduser().absolute() if value else None

@@ -83,6 +83,18 @@ def timeout_for(seconds: float) -> urllib3.Timeout:
     return urllib3.Timeout(connect=seconds, read=seconds, total=seconds)
 
 
+def open_stream(url: str, headers: Mapping[str, str],
+                timeout: float) -> tuple[requests.Response | None, tuple[str, str] | None]:
+    """Send the GET (streamed, no redirects followed: as curl without -L) and wait for the
+    headers within `timeout`; (response, None), or (None, (error class, description))."""
+    try:
+        response = requests.get(url, headers=dict(headers), stream=True,
+                                allow_redirects=False, timeout=timeout_for(timeout))
+    except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
+        return None, classify_error(exc)
+    return response, None
+
+
 def http_get(
     url: str,
     *,
@@ -94,16 +106,9 @@ def http_get(
     seen = HttpSeen(url=url)
     started = time.monotonic()
     deadline = started + timeout
-    try:
-        response = requests.get(
-            url,
-            headers=dict(headers or {}),
-            stream=True,
-            allow_redirects=False,  # as curl without -L: a redirect is not the expected answer
-            timeout=timeout_for(timeout),
-        )
-    except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
-        seen.error_class, seen.error = classify_error(exc)
+    response, failure = open_stream(url, headers or {}, timeout)
+    if response is None:
+        seen.error_class, seen.error = failure or ("error", "no response")
         seen.elapsed_s = time.monotonic() - started
         return seen
     with response:

@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from sseclient import SSEClient
 
-from afo_runbook.probes.http import EXCERPT_BYTES, BoundedRead, classify_error, timeout_for
+from afo_runbook.probes.http import EXCERPT_BYTES, BoundedRead, open_stream
 
 SSE_FIELDS = frozenset({"event", "data", "id", "retry"})
 DISPATCHING_FIELDS = frozenset({"event", "data", "id"})
@@ -183,16 +182,10 @@ def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024) -> SseSe
     seen = SseSeen(url=url, window_s=window)
     started = time.monotonic()
     deadline = started + window
-    try:
-        response = requests.get(
-            url,
-            headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
-            stream=True,
-            allow_redirects=False,
-            timeout=timeout_for(window),
-        )
-    except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
-        seen.error_class, seen.error = classify_error(exc)
+    response, failure = open_stream(
+        url, {"Accept": "text/event-stream", "Cache-Control": "no-cache"}, window)
+    if response is None:
+        seen.error_class, seen.error = failure or ("error", "no response")
         seen.elapsed_s = time.monotonic() - started
         return seen
     with response:
