@@ -33,10 +33,10 @@ from afo_runbook.probes.docker import DockerUnavailable, connect
 from afo_runbook.refstack.faults import (
     FaultMap,
     FaultValue,
+    LiveFaults,
     edit_faults,
     normalise,
     read_faults,
-    validate_fault,
 )
 from afo_runbook.refstack.image import (
     OWNER,
@@ -119,7 +119,7 @@ class ContainerStatus:
         return self.state == "running"
 
 
-class DockerStack:
+class DockerStack(LiveFaults):
     """The reference stack in containers; the same spirit and API as `Stack`."""
 
     mode = MODE
@@ -534,34 +534,6 @@ class DockerStack:
         tmp = self.state_dir / f".{STACK_FILE}.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.state_dir / STACK_FILE)
-
-    # ------------------------------------------------------------------------- faults
-
-    def faults(self) -> FaultMap:
-        return read_faults(self.state_dir)
-
-    def set_fault(self, service: str, fault: str, value: FaultValue = None) -> None:
-        """Switch a fault on, live (faults.json is mounted). `down` stops the container."""
-        validate_fault(service, fault, value)
-        with edit_faults(self.state_dir) as faults:
-            faults.setdefault(service, {})[fault] = value
-        if fault == "down":
-            self.stop_service(service)
-
-    def clear_fault(self, service: str, fault: str | None = None) -> None:
-        """Switch one fault (or all of `service`'s) off, live. Clearing `down` starts it."""
-        check_service(service)
-        if fault is not None:
-            validate_fault(service, fault)
-        with edit_faults(self.state_dir) as faults:
-            current = faults.get(service, {})
-            removed = dict(current) if fault is None else {}
-            if fault is None:
-                faults.pop(service, None)
-            elif fault in current:
-                removed[fault] = current.pop(fault)
-        if "down" in removed:
-            self.start_service(service)
 
     # ------------------------------------------------------------------------- status
 

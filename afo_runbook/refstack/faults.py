@@ -199,3 +199,44 @@ def _describe(faults: Mapping[str, FaultValue]) -> str:
     if not faults:
         return "none"
     return ", ".join(name if value is None else f"{name}={value}" for name, value in faults.items())
+
+
+class LiveFaults:
+    """Live fault switching through <state_dir>/faults.json, for either kind of stack (the
+    services re-read the file; a container sees it through its state-dir mount)."""
+
+    state_dir: Path
+
+    def start_service(self, name: str) -> None:
+        raise NotImplementedError
+
+    def stop_service(self, name: str) -> None:
+        raise NotImplementedError
+
+    def faults(self) -> FaultMap:
+        return read_faults(self.state_dir)
+
+    def set_fault(self, service: str, fault: str, value: FaultValue = None) -> None:
+        """Switch a fault on, live. `down` also stops the service."""
+        validate_fault(service, fault, value)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with edit_faults(self.state_dir) as faults:
+            faults.setdefault(service, {})[fault] = value
+        if fault == "down":
+            self.stop_service(service)
+
+    def clear_fault(self, service: str, fault: str | None = None) -> None:
+        """Switch one fault (or all of `service`'s) off, live. Clearing `down` starts it."""
+        check_service(service)
+        if fault is not None:
+            validate_fault(service, fault)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with edit_faults(self.state_dir) as faults:
+            current = faults.get(service, {})
+            removed = dict(current) if fault is None else {}
+            if fault is None:
+                faults.pop(service, None)
+            elif fault in current:
+                removed[fault] = current.pop(fault)
+        if "down" in removed:
+            self.start_service(service)

@@ -22,10 +22,9 @@ from afo_runbook.refstack import procs
 from afo_runbook.refstack.faults import (
     FaultMap,
     FaultValue,
+    LiveFaults,
     edit_faults,
     normalise,
-    read_faults,
-    validate_fault,
 )
 from afo_runbook.refstack.network import free_ports, http_status, port_is_free
 from afo_runbook.refstack.services import (
@@ -87,7 +86,7 @@ class _Spawned:
     log_offset: int  # where this run's output starts in the (appended) log
 
 
-class Stack:
+class Stack(LiveFaults):
     def __init__(
         self,
         state_dir: Path,
@@ -379,36 +378,6 @@ class Stack:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-    # ------------------------------------------------------------------------- faults
-
-    def faults(self) -> FaultMap:
-        return read_faults(self.state_dir)
-
-    def set_fault(self, service: str, fault: str, value: FaultValue = None) -> None:
-        """Switch a fault on, live. `down` also stops the service."""
-        validate_fault(service, fault, value)
-        self._prepare_dirs()
-        with edit_faults(self.state_dir) as faults:
-            faults.setdefault(service, {})[fault] = value
-        if fault == "down":
-            self.stop_service(service)
-
-    def clear_fault(self, service: str, fault: str | None = None) -> None:
-        """Switch one fault (or all of `service`'s) off, live. Clearing `down` starts it."""
-        check_service(service)
-        if fault is not None:
-            validate_fault(service, fault)
-        self._prepare_dirs()
-        with edit_faults(self.state_dir) as faults:
-            current = faults.get(service, {})
-            removed = dict(current) if fault is None else {}
-            if fault is None:
-                faults.pop(service, None)
-            elif fault in current:
-                removed[fault] = current.pop(fault)
-        if "down" in removed:
-            self.start_service(service)
 
     # ------------------------------------------------------------------------- status
 
