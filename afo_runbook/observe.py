@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from afo_runbook.config import GuardConfig, HealthTarget, RunbookConfig, SseConfig
+from afo_runbook.pool import POOL
 from afo_runbook.probes.http import HttpSeen, http_get
 from afo_runbook.probes.sse import SseSeen, sse_probe
 from afo_runbook.results import GROUPS, MIN_CALL_TIMEOUT, CheckResult, Deadline
@@ -124,13 +125,33 @@ def judge_guard(case: str, guard: GuardConfig, seen: HttpSeen, sent: str,
 
 def check_sse(sse: SseConfig, config: RunbookConfig, deadline: Deadline) -> CheckResult:
     window = deadline.cap(sse.window)
+    # Is it the stream or the whole server? The look at the same server's health goes out
+    # alongside the stream, so a failing stream never waits for it afterwards.
+    liveness = Liveness(_liveness_url(sse.url, config),
+                        deadline.cap(min(LIVENESS_TIMEOUT, sse.window)))
     seen = sse_probe(sse.url, window=window, max_bytes=sse.max_bytes)
-    liveness = None
     if seen.error_class and seen.error_class not in ("refused", "dns"):
-        # Is it the stream or the whole server? Ask the same server something simple.
-        liveness = http_get(_liveness_url(sse.url, config), max_body=64 * 1024,
-                            timeout=deadline.cap(LIVENESS_TIMEOUT))
-    return judge_sse(sse, seen, liveness)
+        return judge_sse(sse, seen, liveness.seen())
+    return judge_sse(sse, seen, None)
+
+
+class Liveness:
+    """A GET of the SSE server's health URL, started at once in a thread of its own."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._seen: HttpSeen | None = None
+        self._thread = threading.Thread(target=self._get, name="sse liveness", daemon=True)
+        self._thread.start()
+
+    def _get(self) -> None:
+        self._seen = http_get(self._url, max_body=64 * 1024, timeout=self._timeout)
+
+    def seen(self) -> HttpSeen | None:
+        """Its answer (None if it could not finish: judged as not answering)."""
+        self._thread.join(self._timeout + 0.5)  # a trickling answer is not one
+        return self._seen
 
 
 def _liveness_url(url: str, config: RunbookConfig) -> str:
@@ -193,33 +214,52 @@ class Job:
                            {"error_class": "timeout", "limit_s": round(self.limit, 2)})
 
 
-class _Running:
+class Running:
+    """One job in its own thread; its result, or the overrun once its limit has passed."""
+
     def __init__(self, job: Job) -> None:
         self.job = job
         self.done = threading.Event()
+        self._lock = threading.Lock()
         self.result: CheckResult | None = None
         self.started = time.monotonic()
-        # A daemon thread: a probe stuck on a hostile target must not hold the process open.
-        self.thread = threading.Thread(target=self._run, name=f"observe {job.key}", daemon=True)
-        self.thread.start()
+        self.started_at = time.time()  # wall clock: comparable across processes
+        self.finished_at: float | None = None
+        # On the probe pool's threads (see afo_runbook.pool): never one that holds the process
+        # open; a probe stuck on a hostile target is abandoned at exit, like a daemon.
+        POOL.submit(self._run)
 
     def _run(self) -> None:
+        self.started_at = time.time()
         try:
-            self.result = self.job.run()
+            result = self.job.run()
         except Exception as exc:  # noqa: BLE001 - a bug must still give a clean check result
-            self.result = CheckResult(self.job.key, self.job.group, False, "service-down",
-                                      f"the check itself failed: {type(exc).__name__}: {exc}",
-                                      {"error": f"{type(exc).__name__}: {exc}"})
-        finally:
+            result = CheckResult(self.job.key, self.job.group, False, "service-down",
+                                 f"the check itself failed: {type(exc).__name__}: {exc}",
+                                 {"error": f"{type(exc).__name__}: {exc}"})
+        self._settle(result)
+
+    def _settle(self, result: CheckResult) -> None:
+        with self._lock:  # the first of the answer and the overrun stands
+            if self.result is None:
+                self.result = result
+                self.finished_at = time.time()
             self.done.set()
 
-    def wait(self) -> CheckResult:
+    def poll(self, seconds: float) -> CheckResult | None:
+        """The result, waiting at most `seconds`; once the job's limit has passed, the overrun."""
         remaining = self.started + self.job.limit - time.monotonic()
-        if not self.done.wait(max(0.0, remaining)):
-            self.result = self.job.overrun()
-            self.done.set()
-        assert self.result is not None
+        if not self.done.wait(max(0.0, min(seconds, remaining))):
+            if remaining > seconds:
+                return None
+            self._settle(self.job.overrun())
         return self.result
+
+    def wait(self) -> CheckResult:
+        result = self.poll(self.job.limit + 1)
+        while result is None:  # only if the clock jumped
+            result = self.poll(self.job.limit + 1)
+        return result
 
 
 class Observation:
@@ -227,13 +267,13 @@ class Observation:
 
     def __init__(self, jobs: dict[str, Job]) -> None:
         self._jobs = jobs
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
 
     def start(self) -> Observation:
         with self._lock:
             if not self._running:
-                self._running = {key: _Running(job) for key, job in self._jobs.items()}
+                self._running = {key: Running(job) for key, job in self._jobs.items()}
         return self
 
     def result(self, key: str) -> CheckResult:
@@ -277,7 +317,7 @@ def plan(config: RunbookConfig, secret: Secret | None, deadline: Deadline,
             add(f"guard[{case}]", "guard", config.timeout_for("guard", config.guard.timeout),
                 _bind(check_guard, case, config.guard, secret, config, deadline))
     if "sse" in wanted and config.sse is not None:
-        add("sse", "sse", config.sse.window + LIVENESS_TIMEOUT,
+        add("sse", "sse", config.sse.window,
             _bind(check_sse, config.sse, config, deadline))
     if "containers" in wanted and config.containers is not None:
         from afo_runbook.containers import plan_containers  # the docker SDK only when needed

@@ -18,27 +18,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import afo_runbook
 from afo_runbook.config import CONFIG_ENV, ConfigError, RunbookConfig, load_config
-from afo_runbook.report import option_path
+from afo_runbook.engine import (
+    CHECK_GROUP,
+    CHECK_KEY,
+    Observed,
+    in_process_share,
+    make_scheduler,
+    worker_share,
+)
 from afo_runbook.results import GROUPS, CheckResult, Deadline
 from afo_runbook.secret import Redactor, Secret, SecretUnavailable, load_secret, redactor_for
-from afo_runbook.verdict import (
-    FALLBACK_SYMPTOM,
-    CheckRecord,
-    Verdict,
-    build_verdict,
-    summary_lines,
-    write_json,
-)
+
+if TYPE_CHECKING:
+    from afo_runbook.verdict import CheckRecord, Verdict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +57,6 @@ def _checks_dir() -> Path:
 
 CHECKS_DIR = _checks_dir()
 REPORTS_ENV = "RUNBOOK_REPORTS"
-LATEST = "observe-latest"
 
 SECTIONS = {"health": "1.1", "guard": "1.2", "sse": "1.3", "containers": "1.4"}
 MARKERS = {
@@ -71,8 +71,9 @@ MARKERS = {
 CHECK_GROUPS = (*GROUPS, "preflight")
 
 RUN = pytest.StashKey["RunbookRun"]()
-CHECK_KEY = pytest.StashKey[str]()
-CHECK_GROUP = pytest.StashKey[str]()
+OBSERVED = pytest.StashKey[Observed]()
+PRESTARTED = pytest.StashKey["RunbookRun"]()
+DIST_OURS = pytest.StashKey[bool]()
 RESULT = pytest.StashKey[CheckResult]()
 
 
@@ -147,6 +148,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     # Even when pytest found an ini file with `testpaths`: it only uses them when started
     # in the rootdir, and a runbook config asks for the runbook's checks.
     args.append(str(CHECKS_DIR))
+    explicit = getattr(namespace, "runbook_config", None)
+    source = "--runbook-config" if explicit else CONFIG_ENV
+    _prestart(early_config, Path(explicit or os.environ[CONFIG_ENV]).expanduser(), source)
 
 
 def _is_runbook_run(config: pytest.Config) -> bool:
@@ -157,29 +161,35 @@ def _is_runbook_run(config: pytest.Config) -> bool:
     return False
 
 
-# -- parallel by default -----------------------------------------------------------------------
+# -- the engine: in-process by default, xdist on request -----------------------------------------
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_cmdline_main(config: pytest.Config):  # type: ignore[no-untyped-def]
-    """Default to xdist with one runbook section per worker (`-n 0` runs serially).
+    """In-process by default (see afo_runbook.engine); with `-n N` our xdist scheduler.
 
-    Never inside a worker: xdist resets a worker's `numprocesses` to None and calls this hook
-    again, and defaulting it there would make every worker start workers of its own.
+    Measured on 2 cores, starting two xdist workers costs more (about 1 s) than every probe of
+    a healthy stack together, and the probes are I/O-bound threads anyway, so the default is
+    no workers. Never inside a worker: xdist calls this hook again there.
     """
     is_worker = hasattr(config, "workerinput")  # set by xdist before it calls this hook
-    if not is_worker and _is_runbook_run(config) and hasattr(config.option, "numprocesses"):
-        if config.option.numprocesses is None and not config.getoption("collectonly"):
-            config.option.numprocesses = "auto"
+    if not is_worker and _is_runbook_run(config) and getattr(config.option, "numprocesses",
+                                                             None):
         if config.option.dist == "no":
-            # A section's probes run concurrently inside one worker, as the runbook's `&`.
-            config.option.dist = "loadfile"
+            # Each worker gets its whole share at the start, a section never split.
+            config.option.dist = "loadscope"
+            config.stash[DIST_OURS] = True
         if getattr(config.option, "maxworkerrestart", None) is None:
             # A crashed worker is reported, not replaced: replacing it re-runs the crashing
-            # check, and under --dist loadfile can deadlock the session (pytest-xdist #784,
-            # #1378). The checks it never ran are counted as such in the verdict.
+            # check, and can deadlock the session (pytest-xdist #784, #1378). The checks it
+            # never ran are counted as such in the verdict.
             config.option.maxworkerrestart = 0
     yield
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, log) if config.stash.get(DIST_OURS, False) else None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -208,18 +218,99 @@ def _config_path(config: pytest.Config) -> tuple[Path, str]:
     return (here if here.is_file() else REPO_ROOT / "runbook.toml"), "default"
 
 
-def _guard_selected(config: pytest.Config) -> bool:
-    """Does `-m` leave the guard checks in? (They carry the `observe` and `guard` markers.)"""
-    markexpr = config.getoption("markexpr", "")
+def _group_selected(config: pytest.Config, group: str) -> bool:
+    """Does `-m` leave this section's checks in?"""
+    return _marks_select(config.getoption("markexpr", "") or "", group)
+
+
+def _marks_select(markexpr: str, group: str) -> bool:
+    """Does this `-m` expression select a section's checks? (They carry `observe`, `<group>`
+    and `recovery` markers.)"""
     if not markexpr:
         return True
     try:
         from _pytest.mark.expression import Expression
 
         return Expression.compile(markexpr).evaluate(
-            lambda name, **_: name in {"observe", "guard", "recovery"})
-    except Exception:  # noqa: BLE001 - a private pytest API; when unsure, require the secret
+            lambda name, **_: name in {"observe", group, "recovery"})
+    except Exception:  # noqa: BLE001 - a private pytest API; when unsure, say selected
         return True
+
+
+def _early_start(config: pytest.Config, run: RunbookRun, markexpr: str,
+                 option: Any = None) -> bool:
+    """In-process, the checks the command line surely selects start before collection (the
+    collection's imports cost ~0.1 s, a slow stream's wait starts now). Only the plain forms:
+    the whole checks folder, no -k, no --deselect, no --lf, no -n; the rest starts once
+    collection has named it."""
+    option = option or config.option
+    if (run.is_worker or getattr(option, "numprocesses", None)
+            or getattr(option, "collectonly", False) or getattr(option, "keyword", "")
+            or getattr(option, "deselect", None) or getattr(option, "lf", False)
+            or getattr(option, "failedfirst", False)):
+        return False
+    if option is config.option and [Path(a).resolve() for a in config.args] != [CHECKS_DIR]:
+        return False
+    present = run.config.configured_groups()
+    groups = [g for g in GROUPS if present.get(g) and _marks_select(markexpr, g)]
+    if not groups:
+        return False
+    observed = config.stash[OBSERVED] = Observed(run, lambda: [])
+    observed.start_groups(groups)
+    return True
+
+
+def _prestart(early_config: pytest.Config, path: Path, source: str) -> None:
+    """`pytest -m observe --runbook-config PATH`: start the checks as soon as the command line
+    is read, before the conftests, the ini file and the other plugins' configure."""
+    namespace = early_config.known_args_namespace
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a worker is sent its share; it never starts on its own
+    markexpr = getattr(namespace, "markexpr", "") or ""
+    try:
+        run = _new_run(path, source, _marks_select(markexpr, "guard"), time.time(),
+                       is_worker=False)
+    except (ConfigError, SecretMissing, OSError):
+        return  # pytest_configure says what is wrong, with the exit code it deserves
+    if _early_start(early_config, run, markexpr, option=namespace):
+        early_config.stash[PRESTARTED] = run
+
+
+class SecretMissing(Exception):
+    """The guard is configured and selected, but the suite has no secret."""
+
+
+def _new_run(path: Path, source: str, guard_selected: bool, started_at: float,
+             is_worker: bool) -> RunbookRun:
+    """Load the config and the secret; ConfigError or SecretMissing if either is wrong."""
+    runbook_config = load_config(path)
+    secret = None
+    guard = runbook_config.guard
+    if guard is not None:
+        try:
+            secret = load_secret(guard.secret_env, guard.env_file)
+        except SecretUnavailable as exc:
+            if guard_selected:
+                raise SecretMissing(
+                    f"runbook config {runbook_config.path}: [guard] is configured but the "
+                    f"suite has no secret: {exc}. Export {guard.secret_env} or put it in "
+                    f"{guard.env_file}.") from None
+    env_files = [guard.env_file if guard else None]
+    recovery = runbook_config.recovery
+    if recovery and recovery.process:
+        env_files.append(recovery.process.env_file)
+    if recovery and recovery.docker:
+        env_files.append(recovery.docker.env_file)
+    redactor = redactor_for(guard.secret_env if guard else None, env_files)
+    return RunbookRun(
+        config=runbook_config,
+        config_source=source,
+        secret=secret,
+        redactor=redactor,
+        started_at=started_at,
+        deadline=Deadline.after(runbook_config.budgets.observe, started_at),
+        is_worker=is_worker,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -229,54 +320,34 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_runbook_run(config):
         return
     path, source = _config_path(config)
-    try:
-        runbook_config = load_config(path)
-    except ConfigError as exc:
-        raise pytest.UsageError(f"runbook config: {exc}") from None
-
-    secret = None
-    guard = runbook_config.guard
-    if guard is not None:
-        try:
-            secret = load_secret(guard.secret_env, guard.env_file)
-        except SecretUnavailable as exc:
-            if _guard_selected(config):
-                raise pytest.UsageError(
-                    f"runbook config {runbook_config.path}: [guard] is configured but the "
-                    f"suite has no secret: {exc}. Export {guard.secret_env} or put it in "
-                    f"{guard.env_file}.") from None
-
-    env_files = [guard.env_file if guard else None]
-    recovery = runbook_config.recovery
-    if recovery and recovery.process:
-        env_files.append(recovery.process.env_file)
-    if recovery and recovery.docker:
-        env_files.append(recovery.docker.env_file)
-    redactor = redactor_for(guard.secret_env if guard else None, env_files)
-
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:
-        started_at = float(workerinput.get("runbook_started_at", time.time()))
+    run = config.stash.get(PRESTARTED, None)
+    if run is not None and run.config.path == path.resolve():
+        run.config_source = source  # the checks already started, before collection
     else:
-        started_at = time.time()
-    run = RunbookRun(
-        config=runbook_config,
-        config_source=source,
-        secret=secret,
-        redactor=redactor,
-        started_at=started_at,
-        deadline=Deadline.after(runbook_config.budgets.observe, started_at),
-        is_worker=workerinput is not None,
-    )
+        workerinput = getattr(config, "workerinput", None)
+        started_at = (float(workerinput.get("runbook_started_at", time.time()))
+                      if workerinput is not None else time.time())
+        try:
+            run = _new_run(path, source, _group_selected(config, "guard"), started_at,
+                           is_worker=workerinput is not None)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"runbook config: {exc}") from None
+        except SecretMissing as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if OBSERVED in config.stash:  # started for another config: not this run's
+            del config.stash[OBSERVED]
     json_option = config.getoption("runbook_json") or config.getini("runbook_json")
     run.json_path = Path(json_option).expanduser().absolute() if json_option else None
     config.stash[RUN] = run
+    from afo_runbook.controller import RunbookController  # after the checks have started
     from afo_runbook.report import EvidenceRecord
 
     config.pluginmanager.register(EvidenceRecord(config, run), "afo-runbook-evidence")
     if not run.is_worker:
         _plan_reports(config, run)
         config.pluginmanager.register(RunbookController(config, run), "afo-runbook-controller")
+    if OBSERVED not in config.stash:
+        _early_start(config, run, config.getoption("markexpr", ""))
 
 
 def _reports_dir(config: pytest.Config, run: RunbookRun) -> Path | None:
@@ -403,35 +474,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every selected check of this process starts now, all sections at once."""
+    config = session.config
+    run = config.stash.get(RUN, None)
+    if run is None or config.option.collectonly or not session.items:
+        return
+    if run.is_worker:
+        config.stash[OBSERVED] = Observed(run, worker_share(config, session))
+        return  # its share arrives from the controller; see pytest_runtest_protocol
+    observed = config.stash.get(OBSERVED, None)
+    if observed is None:
+        observed = config.stash[OBSERVED] = Observed(run, in_process_share(session))
+    observed.share, observed.fixed = in_process_share(session), True
+    observed.start_share()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    observed = item.config.stash.get(OBSERVED, None)
+    if observed is not None:
+        observed.start_share()  # under xdist: all this worker was sent so far
+
+
 # -- fixtures the checks use -------------------------------------------------------------------
-
-
-class Observed:
-    """Section 1's probes for this process: a section's probes start together on first use.
-
-    Under xdist each runbook section runs in one worker (--dist loadfile), so a section's
-    targets are probed concurrently there, as the runbook's `curl ... & wait`.
-    """
-
-    def __init__(self, run: RunbookRun, items: list[pytest.Item]) -> None:
-        self._run = run
-        self._wanted: dict[str, set[str]] = {}
-        for item in items:
-            if CHECK_GROUP in item.stash and item.stash[CHECK_GROUP] in GROUPS:
-                self._wanted.setdefault(item.stash[CHECK_GROUP], set()).add(item.stash[CHECK_KEY])
-        self._observations: dict[str, Any] = {}
-
-    def result(self, key: str) -> CheckResult:
-        group = key.split("[", 1)[0]
-        observation = self._observations.get(group)
-        if observation is None or key not in observation:
-            from afo_runbook.observe import Observation, plan  # only where checks run
-
-            keys = self._wanted.get(group, set()) | {key}
-            jobs = plan(self._run.config, self._run.secret, self._run.deadline, groups=[group])
-            observation = Observation({k: v for k, v in jobs.items() if k in keys})
-            self._observations[group] = observation
-        return observation.result(key)
 
 
 @pytest.fixture(scope="session")
@@ -446,7 +512,12 @@ def runbook(request: pytest.FixtureRequest) -> RunbookRun:
 
 @pytest.fixture(scope="session")
 def observed(request: pytest.FixtureRequest, runbook: RunbookRun) -> Observed:
-    return Observed(runbook, request.session.items)
+    """The checks of this process, already running (see afo_runbook.engine)."""
+    observed = request.config.stash.get(OBSERVED, None)
+    if observed is None:
+        observed = request.config.stash[OBSERVED] = Observed(
+            runbook, in_process_share(request.session), fixed=True)
+    return observed
 
 
 @pytest.fixture
@@ -493,8 +564,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         evidence = result.evidence
     else:
         # The check broke before it could say what it saw: a crash or the timeout backstop.
+        from afo_runbook.controller import first_line
+        from afo_runbook.verdict import FALLBACK_SYMPTOM
+
         symptom = FALLBACK_SYMPTOM.get(group) if report.failed else None
-        message = _first_line(report.longreprtext) or report.outcome
+        message = first_line(report.longreprtext) or report.outcome
         evidence = {"error": message}
     redact = run.redactor
     data = {
@@ -514,153 +588,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     item.config.hook.pytest_runbook_evidence(item=item, report=report, data=data)
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("+", "~", "_", "=")) and not (
-                line.startswith("[gw") and " -- Python " in line):  # xdist's worker header
-            return line[:300]
-    return ""
-
-
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from afo_runbook import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
 
-class RunbookController:
-    """The controller's side of a run (the only process under `-n 0`): collects every check's
-    report, decides once all have reported, writes the verdict, scrubs the artifacts."""
-
-    def __init__(self, config: pytest.Config, run: RunbookRun) -> None:
-        self.config = config
-        self.run = run
-        self.expected: set[str] = set()  # node ids of the collected checks
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.expected.update(ids)  # what the workers will run; the controller collects nothing
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.expected.update(item.nodeid for item in session.items)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "runbook", None) or _without_evidence(report)
-        if not data:
-            return
-        earlier = self.run.records.get(data["id"])
-        if earlier is not None and earlier.failing and not report.failed:
-            return  # a failure stands, even if a replacement worker ran the check again
-        outcome = "error" if report.when == "setup" and report.failed else report.outcome
-        self.run.records[data["id"]] = CheckRecord(
-            id=data["id"], key=data["key"], group=data["group"], outcome=outcome,
-            symptom=data["symptom"],
-            duration_s=report.duration, message=data["message"], evidence=data["evidence"],
-            recovery=data["recovery"])
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtestloop(self, session: pytest.Session):  # type: ignore[no-untyped-def]
-        yield
-        self.finish()
-
-    def finish(self) -> Verdict:
-        """Decide (section 2) once every check has reported; plugins may then act on it."""
-        run = self.run
-        if run.verdict is None:
-            self._never_reported()
-            run.verdict = build_verdict(
-                list(run.records.values()), run.config.decision,
-                started_at=run.started_at, duration_s=time.time() - run.started_at,
-                observe_budget_s=run.config.budgets.observe, config_path=str(run.config.path),
-                deselected=run.deselected())
-            self.config.hook.pytest_runbook_verdict(config=self.config, run=run,
-                                                    verdict=run.verdict)
-        return run.verdict
-
-    def _never_reported(self) -> None:
-        """A collected check that never reported (its worker died first) is not a pass."""
-        for nodeid in sorted(self.expected):
-            data = _without_evidence(nodeid=nodeid, message="never ran: the worker running "
-                                     "its section stopped before it (see the failures above)")
-            if data is not None and data["id"] not in self.run.records:
-                self.run.records[data["id"]] = CheckRecord(
-                    id=data["id"], key=data["key"], group=data["group"], outcome="error",
-                    symptom=data["symptom"], duration_s=0.0, message=data["message"],
-                    evidence=data["evidence"], recovery=None)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        verdict = self.finish()
-        if self.run.json_path is not None:
-            try:
-                write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
-            except OSError as exc:
-                self.run.notes.append(f"verdict JSON NOT written to {self.run.json_path}: "
-                                      f"{exc.strerror or exc}")
-                self.run.json_path = None
-
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: print after pytest's summary
-    def pytest_terminal_summary(self, terminalreporter: Any):  # type: ignore[no-untyped-def]
-        yield
-        if self.run.verdict is None:
-            return
-        terminalreporter.write_sep("=", "runbook verdict", bold=True)
-        for text, markup in summary_lines(self.run.verdict):
-            terminalreporter.write_line(self.run.redactor.text(text), **markup)
-        for note in self.run.notes:
-            terminalreporter.write_line(f"note: {self.run.redactor.text(note)}", yellow=True)
-        if self.run.json_path is not None:
-            terminalreporter.write_line(f"verdict JSON: {self.run.json_path}")
-        if self.run.html_path is not None:
-            terminalreporter.write_line(f"evidence record: {self.run.html_path} "
-                                        f"(latest: {self.run.reports_dir}/{LATEST}.html)")
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        # Second line of defence: no artifact leaves with the secret in it. A scrub means the
-        # first line failed somewhere, so say so loudly.
-        artifacts = [self.run.json_path, option_path(config, "htmlpath"),
-                     option_path(config, "xmlpath")]
-        for path in artifacts:
-            if path is not None and self.run.redactor.file(path):
-                print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
-        self._refresh_latest()
-
-    def _refresh_latest(self) -> None:
-        run = self.run
-        if run.reports_dir is None or run.html_path is None or not run.html_path.exists():
-            return
-        for source in (run.html_path, run.json_path):
-            if source is not None and source.exists():
-                latest = run.reports_dir / f"{LATEST}{source.suffix}"
-                tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, latest)
-
-
-MODULE_GROUPS = {"test_health.py": "health", "test_guard.py": "guard", "test_sse.py": "sse",
-                 "test_containers.py": "containers", "test_preflight.py": "preflight"}
-KEY_PREFIX = {"test_health": "health", "test_guard": "guard", "test_container": "containers",
-              "test_preflight": "preflight"}
-
-
-def _without_evidence(report: pytest.TestReport | None = None, *, nodeid: str = "",
-                      message: str = "") -> dict[str, Any] | None:
-    """A check that failed without reporting what it saw (an xdist worker that crashed under
-    it, or before it): it still counts, with its group's symptom, so the verdict cannot miss
-    it."""
-    if report is not None:
-        if not report.failed:
-            return None
-        nodeid = report.nodeid
-        message = _first_line(report.longreprtext) or "the check failed without evidence"
-    path, _, name = nodeid.partition("::")
-    group = MODULE_GROUPS.get(Path(path).name)
-    if group is None:
-        return None
-    base, _, param = name.partition("[")
-    key = "sse" if group == "sse" else (f"{KEY_PREFIX.get(base, group)}[{param}"
-                                        if param else f"{group}[{name}]")
-    return {"id": f"checks/{Path(path).name}::{name}", "key": key, "group": group,
-            "symptom": FALLBACK_SYMPTOM.get(group), "message": message,
-            "evidence": {"error": message}, "recovery": None}

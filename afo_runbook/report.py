@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,8 @@ class EvidenceRecord:
         self.config = config
         self.run = run
         self.incident_md: Path | None = None
+        self._git: threading.Thread | None = None
+        self._git_found: list[str] = []
 
     @pytest.hookimpl
     def pytest_runbook_evidence(self, item: pytest.Item, report: pytest.TestReport,
@@ -303,15 +306,30 @@ class EvidenceRecord:
         metadata = self.config.stash.get(metadata_key, None)
         if metadata is None:
             return
+        # Two git calls cost more than the checks of a healthy stack: they run beside them.
+        folder = Path(afo_runbook.__file__).resolve().parent.parent
+        self._git = threading.Thread(target=lambda: self._git_found.append(git_revision(folder)),
+                                     name="git revision", daemon=True)
+        self._git.start()
         metadata.update({
             "Runbook config": str(self.run.config.path),
             "Targets": targets(self.run.config),
             "afo-runbook": afo_runbook.__version__,
-            "Git revision": git_revision(Path(afo_runbook.__file__).resolve().parent.parent),
+            "Git revision": "unknown",
             "Host": socket.gethostname(),
         })
         for key, value in list(metadata.items()):
             metadata[key] = self.run.redactor.data(value)
+
+    def _fill_git_revision(self) -> None:
+        if self._git is None:
+            return
+        self._git.join(6)
+        from pytest_metadata.plugin import metadata_key
+
+        metadata = self.config.stash.get(metadata_key, None)
+        if metadata is not None and self._git_found:
+            metadata["Git revision"] = self._git_found[0]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
@@ -327,8 +345,9 @@ class EvidenceRecord:
         prefix.append(self.run.redactor.text(verdict_html(verdict, self.run.config.budgets,
                                                           name)))
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html renders the environment
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._fill_git_revision()
         verdict = self.run.verdict
         if self.run.is_worker or verdict is None:
             return

@@ -13,26 +13,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from filelock import FileLock, Timeout
 
-from afo_runbook.config import RunbookConfig
-from afo_runbook.incident_log import (
-    IncidentLog,
-    IncidentLogError,
-    incident_event,
-    new_incident_id,
-    recovery_event,
-)
 from afo_runbook.results import GROUPS
+
+if TYPE_CHECKING:
+    from afo_runbook.config import RunbookConfig
+    from afo_runbook.incident_log import IncidentLog
 
 EXIT_ESCALATE = 6  # --recover ran and the target is still red: the dev team takes over
 EXIT_RECOVERY_BUSY = 7  # another run holds the recovery lock; this one did not act
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not (config.getoption("runbook_recover", None) or config.getini("runbook_recover")):
+        return  # the actions load only for a run that may act (they cost start-up time)
     from recovery import restart, rollback
 
     for module in (rollback, restart):
@@ -72,6 +69,9 @@ def _complete(run: Any, verdict: Any) -> bool:
 
 @pytest.hookimpl
 def pytest_runbook_verdict(config: pytest.Config, run: Any, verdict: Any) -> None:
+    # Imported here, at the verdict: at start-up they would delay the checks.
+    from afo_runbook.incident_log import IncidentLog, IncidentLogError
+
     log = IncidentLog(incident_log_path(run.config), redact=run.redactor.text)
     target = str(run.config.path)
     try:
@@ -92,6 +92,8 @@ def pytest_runbook_verdict(config: pytest.Config, run: Any, verdict: Any) -> Non
 
 
 def _record_evidence(log: IncidentLog, target: str, run: Any, verdict: Any) -> None:
+    from afo_runbook.incident_log import incident_event, new_incident_id, recovery_event
+
     now = time.time()
     open_incident = log.open_incident(target)
     if not verdict.green:
@@ -117,6 +119,8 @@ def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
         _escalate(config, verdict, log, target, action, None,
                   f"--recover, but {run.config.path} has no [recovery] section")
         return
+    from filelock import FileLock, Timeout
+
     lock = FileLock(str(lock_path(run.config)), timeout=0)
     try:
         lock_path(run.config).parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +145,7 @@ def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
 
 def _run_action(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
                 target: str) -> None:
+    from afo_runbook.incident_log import new_incident_id, recovery_event
     from recovery.confirm import completed_line, confirm
     from recovery.context import RecoveryContext
 
@@ -182,6 +187,8 @@ def _run_action(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
 
 def _escalate(config: pytest.Config, verdict: Any, log: IncidentLog, target: str, action: str,
               ttr: float | None, why: str, steps: list[dict[str, Any]] | None = None) -> None:
+    from afo_runbook.incident_log import IncidentLogError, new_incident_id, recovery_event
+
     recovery = verdict.recovery or {"action": action, "outcome": "failed"}
     recovery["summary"] = f"{action} did not recover the target: {why}; escalate to the " \
                           "dev team (runbook 5), no retry"
@@ -199,6 +206,8 @@ def _escalate(config: pytest.Config, verdict: Any, log: IncidentLog, target: str
 
 
 def _log(config: pytest.Config, run: Any, log: IncidentLog, event: Any) -> None:
+    from afo_runbook.incident_log import IncidentLogError
+
     try:
         log.append(event)
     except IncidentLogError as exc:

@@ -12,6 +12,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class RunResult:
     seconds: float
     json_path: Path
     junit_path: Path | None
+    max_rss_kib: int  # this one run's peak resident set (its own, from wait4)
 
     @property
     def output(self) -> str:
@@ -100,10 +102,23 @@ def run_suite(tmp_path: Path) -> Callable[..., RunResult]:
         if junit_path is not None:
             argv += ["--junitxml", str(junit_path)]
         started = time.monotonic()
-        proc = subprocess.run(argv, cwd=cwd, env=env if env is not None else clean_env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        return RunResult(argv, cwd, proc.returncode, proc.stdout, proc.stderr,
-                         time.monotonic() - started, json_path, junit_path)
+        out, err = tmp_path / f"stdout-{n}.txt", tmp_path / f"stderr-{n}.txt"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env if env is not None else clean_env(),
+                                    stdout=stdout, stderr=stderr)
+            killer = threading.Timer(timeout, proc.kill)  # a hung run fails, never hangs us
+            killer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this child alone
+            finally:
+                killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        if seconds >= timeout:
+            raise subprocess.TimeoutExpired(argv, timeout, out.read_bytes(), err.read_bytes())
+        return RunResult(argv, cwd, proc.returncode, out.read_text(errors="replace"),
+                         err.read_text(errors="replace"), seconds, json_path, junit_path,
+                         usage.ru_maxrss)
 
     return run
 

@@ -76,18 +76,23 @@ def test_markers_are_registered_even_without_the_ini_file(run_suite, tmp_path, w
         assert f"@pytest.mark.{marker}:" in result.stdout
 
 
-def test_parallel_by_default_serial_with_n0(stack, config_for, run_suite):
+def test_in_process_by_default_xdist_on_request(stack, config_for, run_suite):
     config = str(config_for())
-    parallel = run_suite("-m", "observe", "--runbook-config", config)
-    _green(parallel)
-    created = re.search(r"created: (\d+)/(\d+) workers", parallel.stdout)
-    assert created, parallel.stdout
-    # one worker per runbook section at most, and never workers of workers
-    assert 1 <= int(created.group(1)) <= 3
-    assert parallel.stdout.count("created:") == 1
-    serial = run_suite("-m", "observe", "-n", "0", "--runbook-config", config)
-    _green(serial)
-    assert "workers" not in serial.stdout
+    default = run_suite("-m", "observe", "--runbook-config", config)
+    _green(default)
+    assert "workers" not in default.stdout  # no worker start-up paid by default
+    spread = run_suite("-m", "observe", "-n", "2", "--runbook-config", config)
+    _green(spread)
+    assert "created: 2/2 workers" in spread.stdout
+    assert spread.stdout.count("created:") == 1  # never workers of workers
+    auto = run_suite("-m", "observe", "-n", "auto", "--runbook-config", config)
+    _green(auto)
+    created = re.search(r"created: (\d+)/(\d+) workers", auto.stdout)
+    assert created, auto.stdout
+    assert 1 <= int(created.group(1)) <= 3  # no more workers than sections (3 configured)
+    outcomes = [{c["key"]: c["outcome"] for c in r.verdict["checks"]}
+                for r in (default, spread, auto)]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
 TIMEOUT_PRINTER = textwrap.dedent("""
@@ -125,3 +130,56 @@ def test_missing_sections_are_deselected_with_a_reason(stack, config_for, run_su
     assert set(reasons) == {"guard", "sse", "containers"}
     assert "no [sse] section" in reasons["sse"]
     assert "runbook 1.3 sse deselected: no [sse] section" in result.stdout
+
+
+OPERATOR_CONFTEST = textwrap.dedent('''
+    import os
+    import time
+    from pathlib import Path
+
+    import pytest
+
+
+    @pytest.fixture
+    def blocking_check(request):
+        """An operator's own check that blocks its process (a slow CLI, a database query):
+        it says it has started, then waits (up to 30 s) until its sibling has started too."""
+        def run(me, sibling):
+            here = Path(os.environ["RENDEZVOUS"])
+            (here / me).write_text(os.environ.get("PYTEST_XDIST_WORKER", "main"))
+            deadline = time.monotonic() + 30
+            while not (here / sibling).exists():
+                assert time.monotonic() < deadline, f"{sibling} never ran beside {me}"
+                time.sleep(0.05)  # the work itself: this check blocks
+        return run
+''')
+OPERATOR_CHECKS = textwrap.dedent('''
+    def test_backup_is_fresh(blocking_check):
+        blocking_check("backup", "queue")
+
+
+    def test_queue_drains(blocking_check):
+        blocking_check("queue", "backup")
+''')
+
+
+def test_operator_blocking_checks_run_side_by_side_under_n2(stack, config_for, run_suite,
+                                                            tmp_path, env_for):
+    """With -n 2 an operator's own blocking checks, run beside the runbook's, go to different
+    workers at once: each only passes if the other one started while it was still running."""
+    ops = tmp_path / "ops"
+    ops.mkdir()
+    (ops / "conftest.py").write_text(OPERATOR_CONFTEST)
+    (ops / "test_ops_checks.py").write_text(OPERATOR_CHECKS)
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    from afo_runbook.plugin import CHECKS_DIR
+
+    result = run_suite("-n", "2", "-m", "not preflight", "--runbook-config", str(config_for()),
+                       str(CHECKS_DIR),
+                       str(ops), env=env_for(RENDEZVOUS=str(rendezvous)), timeout=90)
+    assert result.rc == 0, result.output
+    assert "created: 2/2 workers" in result.stdout
+    workers = {(rendezvous / name).read_text() for name in ("backup", "queue")}
+    assert workers == {"gw0", "gw1"}
+    assert {c["outcome"] for c in result.verdict["checks"]} == {"passed"}

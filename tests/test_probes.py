@@ -38,7 +38,7 @@ def test_raw_servers(mode, error_class):
     with RawServer(mode) as server:
         seen = http_get(server.url, timeout=1)
     assert seen.error_class == error_class
-    assert seen.elapsed_s < 2
+    assert seen.elapsed_s < 4  # the 1 s timeout held (a margin for a loaded machine)
 
 
 def test_oversize_body_is_never_read(stack):
@@ -62,7 +62,7 @@ def test_sse_probe_against_the_stack(stack):
     assert seen.first_event is not None
     assert seen.first_event.event == "heartbeat"
     assert seen.ttfb_s is not None
-    assert seen.elapsed_s < 1
+    assert seen.elapsed_s < 4  # returned on the first event, not at the end of the 5 s window
 
 
 # -- SSE framing, byte by byte --------------------------------------------------------------

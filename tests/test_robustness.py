@@ -17,12 +17,14 @@ CRASHER = textwrap.dedent("""
 
 def test_a_worker_that_dies_under_a_check_is_counted_not_a_hang(stack, config_for, run_suite,
                                                                  tmp_path, env_for):
-    """pytest-xdist can deadlock when it replaces a crashed worker under --dist loadfile
-    (#784, #1378); the plugin does not replace it, and counts what it never ran."""
+    """pytest-xdist can deadlock when it replaces a crashed worker (#784, #1378); the plugin
+    does not replace it, and counts what it never ran. The crashed worker's last events
+    must not make the scheduler send it work ("cannot send (already closed?)")."""
     (tmp_path / "crasher.py").write_text(CRASHER)
-    result = run_suite("-m", "observe", "-p", "crasher", "--runbook-config",
+    result = run_suite("-m", "observe", "-n", "2", "-p", "crasher", "--runbook-config",
                        str(config_for()), env=env_for(PYTHONPATH=str(tmp_path)), timeout=60)
-    assert result.rc == 1
+    assert "INTERNALERROR" not in result.output, result.output
+    assert result.rc == 1, result.output
     failing = result.failing()
     assert failing["health[aux]"] == "service-down"
     assert "crashed" in result.check("health[aux]")["message"]
@@ -34,7 +36,6 @@ def test_a_worker_that_dies_under_a_check_is_counted_not_a_hang(stack, config_fo
         "guard[wrong-secret]", "guard[right-secret]", "sse"}
     assert set(failing) == {"health[aux]"} | never_ran
     assert result.verdict["decision"] == "restart"
-    assert result.seconds < 30
 
 
 def test_unwritable_verdict_json_is_a_note_not_a_crash(stack, config_for, run_suite, tmp_path):

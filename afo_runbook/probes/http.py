@@ -3,20 +3,27 @@
 Nothing here raises for a bad target: refused, DNS, timeout, reset, TLS or not-HTTP all come
 back as an `HttpSeen` whose `error_class` names the cause, so a check fails cleanly with what
 was seen instead of a traceback.
+
+The transport is the standard library's http.client: a GET with no redirects followed (as
+curl without -L), `Accept-Encoding: identity`, the proxy from the environment as curl takes
+it, and nothing else. It costs a tenth of the import time of requests (measured: 6 ms against
+50 ms), which is a tenth of a healthy observe run's whole work.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import requests
-import urllib3
+import afo_runbook
 
 EXCERPT_BYTES = 2048
 _READ_CHUNK = 64 * 1024
@@ -77,22 +84,111 @@ def _round_ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def timeout_for(seconds: float) -> urllib3.Timeout:
-    """Connect and header wait share one total, so the call cannot take twice its timeout."""
-    seconds = max(seconds, 0.05)
-    return urllib3.Timeout(connect=seconds, read=seconds, total=seconds)
+USER_AGENT = f"afo-runbook/{afo_runbook.__version__}"
+
+
+class Response:
+    """An answer whose headers have arrived; the body is read with `read1` as it comes.
+
+    A body sent with a content coding anyway (we ask for identity) is decoded: gzip and
+    deflate, as RFC 9110 lets a server do.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection,
+                 answer: http.client.HTTPResponse) -> None:
+        self._connection = connection
+        self._answer = answer
+        self.status_code = answer.status
+        self.headers = answer.headers  # case-insensitive .get
+        coding = (self.headers.get("content-encoding") or "").strip().lower()
+        self.content_coding = coding or None
+        self._decoder = None
+        if coding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(wbits=31)
+        elif coding == "deflate":
+            self._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
+
+    def settimeout(self, seconds: float) -> None:
+        sock = self._connection.sock
+        if sock is not None:
+            sock.settimeout(max(seconds, 0.01))
+
+    def read1(self, size: int) -> bytes:
+        """Some bytes as they arrive (decoded), b"" at the end of the body."""
+        while True:
+            data = self._answer.read1(size)
+            if self._decoder is None:
+                return data
+            if not data:
+                return self._decoder.flush()
+            decoded = self._decoder.decompress(data)
+            if decoded:
+                return decoded  # else: a header-only piece of the coding, read on
+
+    def close(self) -> None:
+        self._answer.close()
+        self._connection.close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy curl would use for this URL (http_proxy/https_proxy, no_proxy), if any."""
+    if not any(k.lower().endswith("_proxy") for k in os.environ):
+        return None
+    import urllib.request  # only where a proxy is configured at all
+
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    return urllib.request.getproxies_environment().get(scheme)
 
 
 def open_stream(url: str, headers: Mapping[str, str],
-                timeout: float) -> tuple[requests.Response | None, tuple[str, str] | None]:
-    """Send the GET (streamed, no redirects followed: as curl without -L) and wait for the
-    headers within `timeout`; (response, None), or (None, (error class, description))."""
+                timeout: float) -> tuple[Response | None, tuple[str, str] | None]:
+    """Send the GET and wait for the headers; connecting and the header wait share one
+    `timeout`. (response, None), or (None, (error class, description))."""
+    deadline = time.monotonic() + max(timeout, 0.05)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host, port = parts.hostname or "", parts.port
+    connection: http.client.HTTPConnection | None = None
     try:
-        response = requests.get(url, headers=dict(headers), stream=True,
-                                allow_redirects=False, timeout=timeout_for(timeout))
+        proxy = _proxy_for(parts.scheme, host)
+        via = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        connect_host = (via.hostname or "") if via else host
+        connect_port = (via.port or 80) if via else port
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                connect_host, connect_port, timeout=max(timeout, 0.05),
+                context=ssl.create_default_context())
+            if via:
+                connection.set_tunnel(host, port)  # CONNECT through the proxy, TLS to the host
+        else:
+            connection = http.client.HTTPConnection(connect_host, connect_port,
+                                                    timeout=max(timeout, 0.05))
+            if via:
+                target = url  # a plain-HTTP proxy takes the absolute URL
+        connection.putrequest("GET", target)  # also sends Accept-Encoding: identity
+        sent = {k.lower() for k in headers}
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if "user-agent" not in sent:
+            connection.putheader("User-Agent", USER_AGENT)
+        if "accept" not in sent:
+            connection.putheader("Accept", "*/*")
+        connection.endheaders()
+        if connection.sock is not None:
+            connection.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        answer = connection.getresponse()
     except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
-        return None, classify_error(exc)
-    return response, None
+        if connection is not None:
+            connection.close()
+        return None, classify_error(exc, url)
+    return Response(connection, answer), None
 
 
 def http_get(
@@ -133,7 +229,7 @@ def http_get(
     return seen
 
 
-def _content_length(response: requests.Response) -> int | None:
+def _content_length(response: Response) -> int | None:
     value = response.headers.get("content-length", "")
     return int(value) if value.isdigit() else None
 
@@ -141,7 +237,7 @@ def _content_length(response: requests.Response) -> int | None:
 class BoundedRead:
     """Reads a streamed body chunk by chunk, each read held to the remaining deadline."""
 
-    def __init__(self, response: requests.Response, deadline: float) -> None:
+    def __init__(self, response: Response, deadline: float) -> None:
         self.response = response
         self.deadline = deadline
         self.bytes_read = 0
@@ -156,14 +252,11 @@ class BoundedRead:
         if remaining <= 0:
             self.error_class, self.error = "timeout", "deadline reached while reading the body"
             return None
-        connection = self.response.raw.connection
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            sock.settimeout(remaining)
+        self.response.settimeout(remaining)
         try:
-            data = self.response.raw.read1(size)
+            data = self.response.read1(size)
         except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
-            self.error_class, self.error = classify_error(exc)
+            self.error_class, self.error = classify_error(exc, "")
             if self.error_class == "timeout":
                 self.error = "deadline reached while reading the body"
             return None
@@ -188,7 +281,7 @@ class BoundedRead:
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and everything it wraps (requests -> urllib3 -> socket)."""
+    """The exception and everything it wraps."""
     found: list[BaseException] = []
     todo = [exc]
     while todo:
@@ -196,44 +289,42 @@ def _causes(exc: BaseException) -> list[BaseException]:
         if current in found:
             continue
         found.append(current)
-        for attr in ("__cause__", "__context__", "reason"):
+        for attr in ("__cause__", "__context__"):
             inner = getattr(current, attr, None)
             if isinstance(inner, BaseException):
                 todo.append(inner)
-        todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
     return found
 
 
-def classify_error(exc: BaseException) -> tuple[str, str]:
-    """(error class, one-line description) for a failed request."""
+def classify_error(exc: BaseException, url: str) -> tuple[str, str]:
+    """(error class, one plain line) for a failed request: never a library's wrapper text."""
     chain = _causes(exc)
-    kinds = {type(e) for e in chain}
 
-    def has(*types: type[BaseException]) -> bool:
-        return any(issubclass(k, types) for k in kinds)
+    def first(*types: type[BaseException]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, types)), None)
 
-    if has(ConnectionRefusedError):
+    if first(ConnectionRefusedError):
         return "refused", "connection refused"
-    if has(socket.gaierror) or any("NameResolution" in k.__name__ for k in kinds):
-        return "dns", "name does not resolve"
-    if has(ssl.SSLError, requests.exceptions.SSLError):
-        return "tls", _first_line(next(e for e in chain if isinstance(
-            e, ssl.SSLError | requests.exceptions.SSLError)))
-    if has(requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError,
-           socket.timeout):
+    if first(socket.gaierror):
+        return "dns", f"no such host {urlsplit(url).hostname}" if url else "name does not resolve"
+    tls = first(ssl.SSLError, ssl.CertificateError)
+    if tls is not None:
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            why = tls.verify_message or tls.reason or "failed"
+            return "tls", f"certificate verify failed: {why}"
+        return "tls", (getattr(tls, "reason", None) or _first_line(tls)).lower()
+    if first(TimeoutError, socket.timeout):
         return "timeout", "no answer before the timeout"
     # RemoteDisconnected is a ConnectionResetError: ask for it first.
-    if has(http.client.RemoteDisconnected):
+    if first(http.client.RemoteDisconnected):
         return "closed", "connection closed without a response"
-    if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+    if first(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         return "reset", "connection reset by peer"
-    if has(http.client.BadStatusLine, http.client.LineTooLong, http.client.HTTPException,
-           urllib3.exceptions.ProtocolError, requests.exceptions.InvalidHeader,
-           requests.exceptions.ChunkedEncodingError):
+    if first(http.client.HTTPException, zlib.error):
         return "not-http", "the answer is not HTTP"
-    if has(OSError):
-        err = next(e for e in chain if isinstance(e, OSError))
-        return "unreachable", _first_line(err)
+    error = first(OSError)
+    if error is not None:
+        return "unreachable", (getattr(error, "strerror", None) or _first_line(error)).lower()
     return "error", _first_line(exc)
 
 

@@ -161,7 +161,12 @@ def _add_sse_route(app: FastAPI, log: logging.Logger, interval: float) -> None:
         if "sse-garbage" in faults:
             log.error("injected fault sse-garbage: streaming non-SSE bytes")
             return EventSourceResponse(heartbeats.garbage(interval), **sse)
-        first_delay = 0.0
+        first_delay, count = 0.0, None
+        if "sse-late-one-shot" in faults:
+            # The real service: its first bytes come 5 s after the request, then it ends.
+            first_delay, count = fault_number(faults, "sse-late-one-shot"), 1
+            log.warning("injected fault sse-late-one-shot: one heartbeat after %.1fs, then "
+                        "the stream ends", first_delay)
         if "sse-late" in faults:
             first_delay = fault_number(faults, "sse-late")
             log.warning("injected fault sse-late: first heartbeat after %.1fs", first_delay)
@@ -169,5 +174,5 @@ def _add_sse_route(app: FastAPI, log: logging.Logger, interval: float) -> None:
         if "sse-wrong-type" in faults:
             log.error("injected fault sse-wrong-type: heartbeats served as text/plain")
             media_type = "text/plain"
-        stream = heartbeats.heartbeats(log, interval, first_delay)
+        stream = heartbeats.heartbeats(log, interval, first_delay, count)
         return EventSourceResponse(stream, media_type=media_type, **sse)

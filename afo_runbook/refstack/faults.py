@@ -42,6 +42,8 @@ FAULTS: dict[str, FaultInfo] = {
     "sse-silent": FaultInfo(("api",), help="SSE: headers, then nothing ever"),
     "sse-comments": FaultInfo(("api",), help="SSE: comment lines only, never an event"),
     "sse-late": FaultInfo(("api",), 15, "SSE: first heartbeat only after N seconds"),
+    "sse-late-one-shot": FaultInfo(("api",), 5, "SSE: one heartbeat after N seconds, then "
+                                   "the stream ends (as the real service does)"),
     "sse-wrong-type": FaultInfo(("api",), help="SSE: content-type text/plain"),
     "sse-garbage": FaultInfo(("api",), help="SSE: text/event-stream carrying non-SSE bytes"),
     "tarpit": FaultInfo(_ALL, help="every route accepts and never answers"),

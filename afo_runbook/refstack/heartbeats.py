@@ -26,9 +26,10 @@ def next_connection_id() -> int:
 
 
 async def heartbeats(
-    log: logging.Logger, interval: float, first_delay: float = 0.0
+    log: logging.Logger, interval: float, first_delay: float = 0.0, count: int | None = None
 ) -> AsyncIterator[dict[str, Any]]:
-    """`event: heartbeat` right away (or after `first_delay`), then every `interval` seconds.
+    """`event: heartbeat` right away (or after `first_delay`), then every `interval` seconds;
+    after `count` events (if given) the stream ends.
 
     Ticks follow a fixed schedule so heartbeats do not drift with send latency.
     """
@@ -43,6 +44,8 @@ async def heartbeats(
         log.info("heartbeat sent conn=%d seq=%d", conn, seq)
         payload = {"type": "heartbeat", "seq": seq, "ts": round(time.time(), 3)}
         yield {"event": "heartbeat", "data": json.dumps(payload, separators=(",", ":"))}
+        if count is not None and seq >= count:
+            return
         due = max(due + interval, loop.time())
 
 

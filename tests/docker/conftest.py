@@ -36,7 +36,9 @@ from afo_runbook.refstack.docker_stack import STATE_DIR_LABEL, DockerStack
 from afo_runbook.refstack.image import (
     OWNER,
     OWNER_LABEL,
+    ImageError,
     build_rootfs,
+    busybox_path,
     ensure_image,
     image_tag,
     remove_image,
@@ -101,12 +103,25 @@ def sweep(client: docker.DockerClient, basetemp: Path | None = None) -> None:
 
 
 @pytest.fixture(scope="session")
+def static_busybox() -> Path:
+    """The host's static busybox (the image's rootfs); skips (or fails, see above) without."""
+    try:
+        return busybox_path()
+    except ImageError as exc:
+        reason = f"no static busybox for the reference stack's image: {exc}"
+        if docker_required():
+            pytest.fail(f"{reason} (AFO_REQUIRE_DOCKER=1 or CI=true: not skipping)",
+                        pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
 def session_labels() -> dict[str, str]:
     return {SESSION_LABEL: SESSION_ID}
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client: docker.DockerClient,
+def base_image(docker_client: docker.DockerClient, static_busybox: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base image's tag, built once for the whole run (all xdist workers)."""
     root = tmp_path_factory.getbasetemp()

@@ -33,7 +33,7 @@ from afo_runbook.refstack.image import (
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_rootfs_is_reproducible_and_has_what_the_services_need() -> None:
+def test_rootfs_is_reproducible_and_has_what_the_services_need(static_busybox: Path) -> None:
     rootfs = build_rootfs()
     assert rootfs == build_rootfs()  # same bytes, same tag: reuse instead of rebuilding
     with tarfile.open(fileobj=io.BytesIO(rootfs)) as tf:
@@ -71,7 +71,7 @@ def test_busybox_applets_run_in_the_image(docker_client: docker.DockerClient,
 
 
 def test_remove_image_only_removes_an_unused_image_of_ours(
-    docker_client: docker.DockerClient, session_labels: dict[str, str],
+    docker_client: docker.DockerClient, session_labels: dict[str, str], static_busybox: Path,
 ) -> None:
     tag = f"{IMAGE_REPOSITORY}:test-{time.time_ns()}"
     repository, name = tag.rsplit(":", 1)
@@ -93,7 +93,8 @@ def test_remove_image_only_removes_an_unused_image_of_ours(
             docker_client.api.remove_image(tag, force=True)
 
 
-def test_an_alien_image_under_our_name_is_refused(docker_client: docker.DockerClient) -> None:
+def test_an_alien_image_under_our_name_is_refused(docker_client: docker.DockerClient,
+                                                  static_busybox: Path) -> None:
     tag = f"{IMAGE_REPOSITORY}:alien-{time.time_ns()}"
     repository, name = tag.rsplit(":", 1)
     docker_client.api.import_image_from_data(build_rootfs(), repository=repository, tag=name)

@@ -1,0 +1,174 @@
+"""The controller's side of a runbook run (the only process in-process, the xdist controller
+under `-n N`): it collects every check's report, decides once all have reported, writes the
+verdict and scrubs the artifacts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from afo_runbook.engine import MODULE_GROUPS
+from afo_runbook.report import option_path
+from afo_runbook.verdict import (
+    FALLBACK_SYMPTOM,
+    CheckRecord,
+    Verdict,
+    build_verdict,
+    summary_lines,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from afo_runbook.plugin import RunbookRun
+
+LATEST = "observe-latest"
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("+", "~", "_", "=")) and not (
+                line.startswith("[gw") and " -- Python " in line):  # xdist's worker header
+            return line[:300]
+    return ""
+
+
+
+class RunbookController:
+    """The controller's side of a run (the only process under `-n 0`): collects every check's
+    report, decides once all have reported, writes the verdict, scrubs the artifacts."""
+
+    def __init__(self, config: pytest.Config, run: RunbookRun) -> None:
+        self.config = config
+        self.run = run
+        self.expected: set[str] = set()  # node ids of the collected checks
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.expected.update(ids)  # what the workers will run; the controller collects nothing
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected.update(item.nodeid for item in session.items)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "runbook", None) or _without_evidence(report)
+        if not data:
+            return
+        earlier = self.run.records.get(data["id"])
+        if earlier is not None and earlier.failing and not report.failed:
+            return  # a failure stands, even if a replacement worker ran the check again
+        outcome = "error" if report.when == "setup" and report.failed else report.outcome
+        self.run.records[data["id"]] = CheckRecord(
+            id=data["id"], key=data["key"], group=data["group"], outcome=outcome,
+            symptom=data["symptom"],
+            duration_s=report.duration, message=data["message"], evidence=data["evidence"],
+            recovery=data["recovery"])
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):  # type: ignore[no-untyped-def]
+        yield
+        self.finish()
+
+    def finish(self) -> Verdict:
+        """Decide (section 2) once every check has reported; plugins may then act on it."""
+        run = self.run
+        if run.verdict is None:
+            self._never_reported()
+            run.verdict = build_verdict(
+                list(run.records.values()), run.config.decision,
+                started_at=run.started_at, duration_s=time.time() - run.started_at,
+                observe_budget_s=run.config.budgets.observe, config_path=str(run.config.path),
+                deselected=run.deselected())
+            self.config.hook.pytest_runbook_verdict(config=self.config, run=run,
+                                                    verdict=run.verdict)
+        return run.verdict
+
+    def _never_reported(self) -> None:
+        """A collected check that never reported (its worker died first) is not a pass."""
+        for nodeid in sorted(self.expected):
+            data = _without_evidence(nodeid=nodeid, message="never ran: the worker running "
+                                     "its section stopped before it (see the failures above)")
+            if data is not None and data["id"] not in self.run.records:
+                self.run.records[data["id"]] = CheckRecord(
+                    id=data["id"], key=data["key"], group=data["group"], outcome="error",
+                    symptom=data["symptom"], duration_s=0.0, message=data["message"],
+                    evidence=data["evidence"], recovery=None)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        verdict = self.finish()
+        if self.run.json_path is not None:
+            try:
+                write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
+            except OSError as exc:
+                self.run.notes.append(f"verdict JSON NOT written to {self.run.json_path}: "
+                                      f"{exc.strerror or exc}")
+                self.run.json_path = None
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: print after pytest's summary
+    def pytest_terminal_summary(self, terminalreporter: Any):  # type: ignore[no-untyped-def]
+        yield
+        if self.run.verdict is None:
+            return
+        terminalreporter.write_sep("=", "runbook verdict", bold=True)
+        for text, markup in summary_lines(self.run.verdict):
+            terminalreporter.write_line(self.run.redactor.text(text), **markup)
+        for note in self.run.notes:
+            terminalreporter.write_line(f"note: {self.run.redactor.text(note)}", yellow=True)
+        if self.run.json_path is not None:
+            terminalreporter.write_line(f"verdict JSON: {self.run.json_path}")
+        if self.run.html_path is not None:
+            terminalreporter.write_line(f"evidence record: {self.run.html_path} "
+                                        f"(latest: {self.run.reports_dir}/{LATEST}.html)")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # Second line of defence: no artifact leaves with the secret in it. A scrub means the
+        # first line failed somewhere, so say so loudly.
+        artifacts = [self.run.json_path, option_path(config, "htmlpath"),
+                     option_path(config, "xmlpath")]
+        for path in artifacts:
+            if path is not None and self.run.redactor.file(path):
+                print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
+        self._refresh_latest()
+
+    def _refresh_latest(self) -> None:
+        run = self.run
+        if run.reports_dir is None or run.html_path is None or not run.html_path.exists():
+            return
+        for source in (run.html_path, run.json_path):
+            if source is not None and source.exists():
+                latest = run.reports_dir / f"{LATEST}{source.suffix}"
+                tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, latest)
+
+
+KEY_PREFIX = {"test_health": "health", "test_guard": "guard", "test_container": "containers",
+              "test_preflight": "preflight"}
+
+
+def _without_evidence(report: pytest.TestReport | None = None, *, nodeid: str = "",
+                      message: str = "") -> dict[str, Any] | None:
+    """A check that failed without reporting what it saw (an xdist worker that crashed under
+    it, or before it): it still counts, with its group's symptom, so the verdict cannot miss
+    it."""
+    if report is not None:
+        if not report.failed:
+            return None
+        nodeid = report.nodeid
+        message = first_line(report.longreprtext) or "the check failed without evidence"
+    path, _, name = nodeid.partition("::")
+    group = MODULE_GROUPS.get(Path(path).name)
+    if group is None:
+        return None
+    base, _, param = name.partition("[")
+    key = "sse" if group == "sse" else (f"{KEY_PREFIX.get(base, group)}[{param}"
+                                        if param else f"{group}[{name}]")
+    return {"id": f"checks/{Path(path).name}::{name}", "key": key, "group": group,
+            "symptom": FALLBACK_SYMPTOM.get(group), "message": message,
+            "evidence": {"error": message}, "recovery": None}
