@@ -61,13 +61,15 @@ def ensure_venv(venv_dir: Path, extras: str) -> None:
 # -- the machine the tests need ------------------------------------------------------------------
 # Debian package -> the file that says it is there. busybox-static: the reference stack's image
 # is a rootfs around a static busybox (no registry here); chromium: the evidence record is
-# checked in a real browser; curl: the runbook's own shell procedure (bench).
+# checked in a real browser; curl: the runbook's own shell procedure (bench); openssl: the
+# TLS tests' certificates.
 SYSTEM_PACKAGES = {
     "docker.io": ("dockerd", "docker"),
     "busybox-static": ("/bin/busybox",),
     "chromium": ("/usr/bin/chromium",),
     "chromium-driver": ("/usr/bin/chromedriver",),
     "curl": ("curl",),
+    "openssl": ("openssl",),  # test certificates for the TLS checks
 }
 
 

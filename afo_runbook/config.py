@@ -41,12 +41,32 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """How an https:// target's certificate is checked (keys on [[health]], [guard], [sse])."""
+
+    ca_file: Path | None = None  # trust this CA bundle instead of the system's
+    insecure: bool = False  # do not verify at all (named in the evidence)
+    cert_min_days: float | None = None  # expiring sooner: degraded; already expired: failed
+
+
+@dataclass(frozen=True)
 class HealthTarget:
+    """Runbook 1.1, with its conditions as data (Gatus-like): every one must hold."""
+
     name: str
     url: str
-    expect: int = 200
+    expect: tuple[int, ...] = (200,)  # `expect = 200` or `expect = [200, 204]`
     timeout: float | None = None  # per request; None: half the health budget
-    max_body: int = MiB
+    max_body: int = MiB  # the most of a body read to evaluate json/contains
+    json: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> equal value
+    contains: str | None = None  # a substring the body must contain
+    headers: Mapping[str, str] = field(default_factory=dict)  # header (any case) contains
+    max_latency_ms: float | None = None  # slower: degraded (a warning), not failed
+    tls: Tls = field(default_factory=Tls)
+
+    @property
+    def reads_body(self) -> bool:
+        return bool(self.json) or self.contains is not None
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class GuardConfig:
     deny: tuple[int, ...] = (401, 503)
     allow: int = 200
     timeout: float | None = None
+    tls: Tls = field(default_factory=Tls)
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,9 @@ class SseConfig:
     url: str
     window: float = 10
     max_bytes: int = MiB
+    event: str | None = None  # the expected event name (the runbook's: "heartbeat")
+    min_events: int = 1  # with 2 or more, that many must arrive inside the window
+    tls: Tls = field(default_factory=Tls)
 
 
 @dataclass(frozen=True)
@@ -239,8 +263,23 @@ def _nonempty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+# RFC 3986: unreserved, reserved, and "%" (only as the start of a %HH escape).
+_URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                       "-._~:/?#[]@!$&'()*+,;=%")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def check_url(value: str) -> str | None:
-    """Why `value` is not a usable http(s) URL, or None."""
+    """Why `value` is not a usable http(s) URL (RFC 3986), or None."""
+    for position, char in enumerate(value):
+        if char not in _URL_CHARS:
+            shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
+            return (f"has a character not allowed in a URL ({shown} at position {position + 1}; "
+                    f"percent-encode it): {value!r}")
+        if char == "%" and not (len(value) >= position + 3
+                                and set(value[position + 1:position + 3]) <= _HEX):
+            return (f"has a '%' that does not start a %HH escape (position {position + 1}): "
+                    f"{value!r}")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -281,7 +320,7 @@ def parse_config(source: Path, data: dict[str, Any]) -> RunbookConfig:
     budgets = _budgets(top.table("budgets"))
     health = _health(source, top)
     guard = _guard(source, top.table("guard"))
-    sse = _sse(top.table("sse"))
+    sse = _sse(source, top.table("sse"))
     containers = _containers(top.table("containers"))
     decision = _decision(source, top)
     recovery = _recovery(source, top.table("recovery"))
@@ -329,17 +368,82 @@ def _health(source: Path, top: _Table) -> tuple[HealthTarget, ...]:
         if name in seen:
             table.fail(table.key("name"), f"duplicate service name {name!r}")
         seen.add(name)
+        url = table.take("url", str, check=check_url)
         targets.append(
             HealthTarget(
                 name=name,
-                url=table.take("url", str, check=check_url),
-                expect=table.take("expect", int, 200, _status),
+                url=url,
+                expect=_statuses(table, "expect", 200),
                 timeout=_opt_float(table, "timeout"),
                 max_body=table.take("max_body", int, MiB, _positive),
+                json=_json_conditions(table),
+                contains=table.take("contains", str, None, _nonempty),
+                headers=_header_conditions(table),
+                max_latency_ms=_opt_float(table, "max_latency_ms"),
+                tls=_tls(source, table, url),
             )
         )
         table.done()
     return tuple(targets)
+
+
+def _statuses(table: _Table, name: str, default: int) -> tuple[int, ...]:
+    """An HTTP status or a non-empty array of them."""
+    value = table.take(name, (int, list), default)
+    statuses = value if isinstance(value, list) else [value]
+    if not statuses:
+        table.fail(table.key(name), "must list at least one status")
+    for position, status in enumerate(statuses, start=1):
+        if isinstance(status, bool) or not isinstance(status, int) or _status(status):
+            where = table.key(f"{name}[{position}]") if isinstance(value, list) else table.key(name)
+            table.fail(where, "must be an HTTP status code (100-599)")
+    return tuple(statuses)
+
+
+def _json_conditions(table: _Table) -> dict[str, Any]:
+    """`json = { status = "ok", "checks.db" = "up" }`: dotted paths into the JSON body."""
+    conditions = _flatten(table.take("json", dict, {}))
+    for path in conditions:
+        if not path or any(not part for part in path.split(".")):
+            table.fail(table.key(f"json.{path}"), "must be a dotted path like \"checks.db\"")
+    return conditions
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TOML's `checks.db = "up"` (a nested table) is the dotted path "checks.db"."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _header_conditions(table: _Table) -> dict[str, str]:
+    headers = table.take("headers", dict, {})
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            table.fail(table.key(f"headers.{name}"), f"must be a string, got {_kind(value)}")
+        if not name.strip() or any(c in name for c in " :\r\n"):
+            table.fail(table.key(f"headers.{name}"), "must be a header name")
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _tls(source: Path, table: _Table, url: str) -> Tls:
+    ca_file = table.take("ca_file", str, None, _nonempty)
+    insecure = table.take("insecure", bool, False)
+    cert_min_days = table.take("cert_min_days", (int, float), None, _positive)
+    if (ca_file or insecure or cert_min_days is not None) and not url.startswith("https://"):
+        key = "ca_file" if ca_file else "insecure" if insecure else "cert_min_days"
+        table.fail(table.key(key), f"only applies to an https:// url, got {url!r}")
+    if ca_file and insecure:
+        table.fail(table.key("insecure"), "insecure = true and ca_file exclude each other")
+    ca_path = _path(source, ca_file) if ca_file else None
+    if ca_path is not None and not ca_path.is_file():
+        table.fail(table.key("ca_file"), f"no such file: {ca_path}")
+    return Tls(ca_file=ca_path, insecure=insecure,
+               cert_min_days=None if cert_min_days is None else float(cert_min_days))
 
 
 def _opt_float(table: _Table, name: str) -> float | None:
@@ -355,14 +459,16 @@ def _guard(source: Path, table: _Table | None) -> GuardConfig | None:
     for position, status in enumerate(deny, start=1):
         if isinstance(status, bool) or not isinstance(status, int) or _status(status):
             table.fail(table.key(f"deny[{position}]"), "must be an HTTP status code (100-599)")
+    url = table.take("url", str, check=check_url)
     guard = GuardConfig(
-        url=table.take("url", str, check=check_url),
+        url=url,
         header=table.take("header", str, "X-Internal-Secret", _nonempty),
         secret_env=table.take("secret_env", str, "AFO_INTERNAL_SECRET", _nonempty),
         env_file=_path(source, env_file),
         deny=tuple(deny),
         allow=table.take("allow", int, 200, _status),
         timeout=_opt_float(table, "timeout"),
+        tls=_tls(source, table, url),
     )
     if not guard.deny:
         table.fail(table.key("deny"), "must list at least one status")
@@ -372,13 +478,17 @@ def _guard(source: Path, table: _Table | None) -> GuardConfig | None:
     return guard
 
 
-def _sse(table: _Table | None) -> SseConfig | None:
+def _sse(source: Path, table: _Table | None) -> SseConfig | None:
     if table is None:
         return None
+    url = table.take("url", str, check=check_url)
     sse = SseConfig(
-        url=table.take("url", str, check=check_url),
+        url=url,
         window=float(table.take("window", (int, float), 10, _positive)),
         max_bytes=table.take("max_bytes", int, MiB, _positive),
+        event=table.take("event", str, None, _nonempty),
+        min_events=table.take("min_events", int, 1, _positive),
+        tls=_tls(source, table, url),
     )
     table.done()
     return sse

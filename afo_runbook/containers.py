@@ -23,7 +23,7 @@ from afo_runbook.probes.docker import (
     inspect,
     read_logs,
 )
-from afo_runbook.results import CheckResult, Deadline
+from afo_runbook.results import PROBE_ERROR, CheckResult, Deadline
 
 POLL = 0.2
 RESTART_WATCH = 1.5  # seconds to watch a container that has restarted before
@@ -60,7 +60,9 @@ def check_container(name: str, containers: ContainersConfig, budget: float,
             return CheckResult(key, "containers", False, None, f"Docker unavailable: {exc}",
                                evidence, skipped=f"Docker unavailable ({exc}); "
                                "[containers] required = false")
-        return CheckResult(key, "containers", False, "service-down",
+        # No permission on the socket is our setup, not the engine or the container failing.
+        symptom = PROBE_ERROR if "permission denied" in str(exc) else "service-down"
+        return CheckResult(key, "containers", False, symptom,
                            f"Docker unreachable, cannot see {name}: {exc}", evidence)
     try:
         return _check(client, name, containers, ends)

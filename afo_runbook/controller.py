@@ -14,6 +14,7 @@ import pytest
 
 from afo_runbook.engine import MODULE_GROUPS
 from afo_runbook.report import option_path
+from afo_runbook.results import GROUPS, PROBE_ERROR
 from afo_runbook.verdict import (
     FALLBACK_SYMPTOM,
     CheckRecord,
@@ -62,12 +63,13 @@ class RunbookController:
         earlier = self.run.records.get(data["id"])
         if earlier is not None and earlier.failing and not report.failed:
             return  # a failure stands, even if a replacement worker ran the check again
-        outcome = "error" if report.when == "setup" and report.failed else report.outcome
+        outcome = ("error" if (report.when == "setup" and report.failed)
+                   or data["symptom"] == PROBE_ERROR else report.outcome)
         self.run.records[data["id"]] = CheckRecord(
             id=data["id"], key=data["key"], group=data["group"], outcome=outcome,
             symptom=data["symptom"],
             duration_s=report.duration, message=data["message"], evidence=data["evidence"],
-            recovery=data["recovery"])
+            recovery=data["recovery"], degraded=data.get("degraded", []))
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):  # type: ignore[no-untyped-def]
@@ -79,6 +81,7 @@ class RunbookController:
         run = self.run
         if run.verdict is None:
             self._never_reported()
+            _our_network_down(run.records)
             run.verdict = build_verdict(
                 list(run.records.values()), run.config.decision,
                 started_at=run.started_at, duration_s=time.time() - run.started_at,
@@ -90,6 +93,8 @@ class RunbookController:
 
     def _never_reported(self) -> None:
         """A collected check that never reported (its worker died first) is not a pass."""
+        if self.config.option.collectonly:
+            return  # nothing was meant to run
         for nodeid in sorted(self.expected):
             data = _without_evidence(nodeid=nodeid, message="never ran: the worker running "
                                      "its section stopped before it (see the failures above)")
@@ -146,6 +151,20 @@ class RunbookController:
                 tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, latest)
+
+
+def _our_network_down(records: dict[str, CheckRecord]) -> None:
+    """Every section-1 check failed with "network is unreachable": it is the prober's own
+    network (no route from here), not every service at once. That is a probe-error."""
+    observed = [r for r in records.values() if r.group in GROUPS and r.outcome != "skipped"]
+    if not observed or any(not r.failing for r in observed):
+        return
+    if all("network is unreachable" in str(r.evidence.get("error") or "").lower()
+           for r in observed):
+        for record in observed:
+            record.symptom, record.outcome = PROBE_ERROR, "error"
+            record.message = (f"{record.message} (every target is unreachable from here: the "
+                              "prober's own network, not the service)")
 
 
 KEY_PREFIX = {"test_health": "health", "test_guard": "guard", "test_container": "containers",

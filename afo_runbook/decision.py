@@ -9,6 +9,13 @@
 | container-exited       | crash              | immediate    | logs-then-restart |
 | service-down           | service down       | immediate    | restart           |
 | heartbeat-failure      | heartbeat failure  | within-5-min | review-restart    |
+| route-missing          | moved route / stale config | immediate | escalate      |
+| probe-error            | the check could not run    | immediate | escalate      |
+
+The last two are not in the runbook's table: neither a restart nor a rollback is known to fix
+a 404 on a configured URL, and a check that could not be carried out (a bug in the prober, the
+prober's own network, no permission on the Docker socket) says nothing about the service. Both
+hand over to people (runbook section 5); `--recover` never acts on them.
 
 Operators override rows with `[[decision]]` tables in runbook.toml. With several symptoms the
 runbook's principle 2 holds: security first, then the most urgent action.
@@ -27,6 +34,8 @@ SYMPTOMS: tuple[str, ...] = (
     "container-exited",
     "service-down",
     "heartbeat-failure",
+    "route-missing",
+    "probe-error",
 )
 SECURITY_SYMPTOMS = frozenset({"guard-open", "secret-unconfigured", "secret-rejected"})
 
@@ -62,6 +71,9 @@ DEFAULT_ROWS: tuple[DecisionRow, ...] = (
     DecisionRow("container-exited", "crash", "immediate", "logs-then-restart"),
     DecisionRow("service-down", "service down", "immediate", "restart"),
     DecisionRow("heartbeat-failure", "heartbeat failure", "within-5-min", "review-restart"),
+    DecisionRow("route-missing", "moved route or stale config", "immediate", "escalate"),
+    DecisionRow("probe-error", "the check could not be carried out (not the service)",
+                "immediate", "escalate"),
 )
 
 

@@ -8,6 +8,7 @@ security or heartbeat symptom.
 
 from __future__ import annotations
 
+import json
 import secrets as random_tokens
 import threading
 import time
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from afo_runbook.config import GuardConfig, HealthTarget, RunbookConfig, SseConfig
+from afo_runbook.config import GuardConfig, HealthTarget, RunbookConfig, SseConfig, Tls
 from afo_runbook.pool import POOL
-from afo_runbook.probes.http import HttpSeen, http_get
-from afo_runbook.probes.sse import SseSeen, sse_probe
-from afo_runbook.results import GROUPS, MIN_CALL_TIMEOUT, CheckResult, Deadline
+from afo_runbook.probes.http import HttpSeen, failure_text, http_get
+from afo_runbook.probes.sse import SseEvent, SseSeen, sse_probe
+from afo_runbook.results import GROUPS, MIN_CALL_TIMEOUT, PROBE_ERROR, CheckResult, Deadline
 from afo_runbook.secret import Secret
 
 GUARD_CASES: tuple[str, ...] = ("no-secret", "wrong-secret", "right-secret")
@@ -32,30 +33,136 @@ LIVENESS_TIMEOUT = 3.0
 
 def check_health(target: HealthTarget, config: RunbookConfig, deadline: Deadline) -> CheckResult:
     timeout = deadline.cap(config.timeout_for("health", target.timeout))
-    seen = http_get(target.url, timeout=timeout, max_body=target.max_body)
+    seen = http_get(target.url, timeout=timeout, max_body=target.max_body,
+                    need_body=target.reads_body, tls=target.tls)
     return judge_health(target, seen, timeout)
 
 
 def judge_health(target: HealthTarget, seen: HttpSeen, timeout: float) -> CheckResult:
+    """Every condition of the [[health]] table, each failure in one line with its value."""
     key = f"health[{target.name}]"
-    evidence = {**seen.evidence(), "expect": target.expect, "timeout_s": round(timeout, 2)}
+    evidence = {**seen.evidence(), "expect": list(target.expect), "timeout_s": round(timeout, 2)}
     if not seen.answered:
-        return _failed(key, "health", "service-down", f"{target.url}: {seen.describe()}", evidence)
-    if seen.status != target.expect:
-        return _failed(key, "health", "service-down",
-                       f"{target.url} answered {seen.describe()}, expected {target.expect}",
+        return _failed(key, "health", "service-down", seen.describe(), evidence)
+    if seen.status == 404 and 404 not in target.expect:
+        return _failed(key, "health", "route-missing", route_missing(target.url), evidence)
+    failures = health_failures(target, seen)
+    evidence["conditions"] = failures or "all hold"
+    if failures:
+        return _failed(key, "health", "service-down", f"{key}: " + "; ".join(failures),
                        evidence)
-    if seen.oversize:
+    if seen.error_class:  # the excerpt (or the body the conditions need) never completed
         return _failed(key, "health", "service-down",
-                       f"{target.url} answered {seen.status} with a body over the "
-                       f"{target.max_body} byte bound (content length "
-                       f"{seen.content_length or 'unknown'}); not read further", evidence)
-    if seen.error_class:
-        return _failed(key, "health", "service-down",
-                       f"{target.url} answered {seen.status} but {seen.error}", evidence)
+                       f"{target.url} answered {seen.status} but "
+                       f"{failure_text(seen.error_class, seen.error)}", evidence)
+    degraded = health_warnings(target, seen)
     return CheckResult(key, "health", True, None,
-                       f"{target.url} answered {seen.status} in "
-                       f"{evidence['latency_ms']} ms", evidence)
+                       f"{target.url} answered {seen.status} in {evidence['latency_ms']} ms",
+                       evidence, degraded=[f"{key}: {w}" for w in degraded])
+
+
+def route_missing(url: str) -> str:
+    return f"{url} answered 404: the route is missing (moved route or stale config)"
+
+
+def health_failures(target: HealthTarget, seen: HttpSeen) -> list[str]:
+    """The conditions that do not hold, Gatus-style: `[BODY].status ("degraded") == "ok"`."""
+    failures: list[str] = []
+    if seen.status not in target.expect:
+        wanted = (str(target.expect[0]) if len(target.expect) == 1
+                  else f"in {list(target.expect)}")
+        failures.append(f"[STATUS] ({seen.status}) {'== ' if len(target.expect) == 1 else ''}"
+                        f"{wanted}")
+    for name, wanted in target.headers.items():
+        actual = seen.headers.get(name)
+        if actual is None or wanted.lower() not in actual.lower():
+            shown = "missing" if actual is None else json.dumps(actual)
+            failures.append(f"[HEADER {name}] ({shown}) contains {json.dumps(wanted)}")
+    expired = _certificate_expired(seen)
+    if expired:
+        failures.append(expired)
+    if not target.reads_body:
+        return failures
+    if seen.oversize or seen.error_class:
+        why = (f"the body is over max_body ({target.max_body} bytes)" if seen.oversize
+               else f"the body did not arrive ({failure_text(seen.error_class, seen.error)})")
+        failures += [f"[BODY].{path} cannot be evaluated: {why}" for path in target.json]
+        if target.contains is not None:
+            failures.append(f"[BODY] contains {json.dumps(target.contains)} cannot be "
+                            f"evaluated: {why}")
+        return failures
+    if target.contains is not None and target.contains.encode() not in seen.body:
+        failures.append(f"[BODY] contains {json.dumps(target.contains)} (not in "
+                        f"{len(seen.body)} bytes)")
+    if target.json:
+        failures += _json_failures(target.json, seen.body)
+    return failures
+
+
+_MISSING = object()
+
+
+def _json_failures(conditions: dict[str, Any] | Any, body: bytes) -> list[str]:
+    try:
+        document = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        why = f"the body is not JSON ({type(exc).__name__})"
+        return [f"[BODY].{path} cannot be evaluated: {why}" for path in conditions]
+    failures = []
+    for path, wanted in conditions.items():
+        actual = _dig(document, path)
+        if actual is _MISSING:
+            failures.append(f"[BODY].{path} (missing) == {json.dumps(wanted)}")
+        elif not _same(actual, wanted):
+            failures.append(f"[BODY].{path} ({json.dumps(actual)}) == {json.dumps(wanted)}")
+    return failures
+
+
+def _dig(document: Any, path: str) -> Any:
+    """`checks.db` in {"checks": {"db": "up"}}; a number indexes a list (`items.0`)."""
+    current = document
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+    return current
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    """JSON equality: true is not 1, 1 is 1.0."""
+    if isinstance(actual, bool) or isinstance(wanted, bool):
+        return isinstance(actual, bool) and isinstance(wanted, bool) and actual == wanted
+    return bool(actual == wanted)
+
+
+def _certificate_expired(seen: HttpSeen) -> str | None:
+    days = (seen.tls or {}).get("days_left")
+    if days is not None and days < 0:
+        return f"[CERTIFICATE] expired {seen.tls['not_after']} ({days:g} days)"  # type: ignore[index]
+    return None
+
+
+def certificate_warning(seen: HttpSeen, tls: Tls) -> str | None:
+    days = (seen.tls or {}).get("days_left")
+    if tls.cert_min_days is not None and days is not None and 0 <= days < tls.cert_min_days:
+        return (f"[CERTIFICATE] expires {seen.tls['not_after']} (in {days:g} days) "  # type: ignore[index]
+                f"< cert_min_days {tls.cert_min_days:g}")
+    return None
+
+
+def health_warnings(target: HealthTarget, seen: HttpSeen) -> list[str]:
+    """Passed, but degraded: slower than max_latency_ms, a certificate expiring soon."""
+    warnings = []
+    latency_ms = (seen.latency_s or 0) * 1000
+    if target.max_latency_ms is not None and latency_ms > target.max_latency_ms:
+        warnings.append(f"[RESPONSE_TIME] ({latency_ms:.0f} ms) <= {target.max_latency_ms:g} ms")
+    cert = certificate_warning(seen, target.tls)
+    if cert:
+        warnings.append(cert)
+    return warnings
 
 
 # -- 1.2 security guard ------------------------------------------------------------------------
@@ -69,27 +176,85 @@ def wrong_secret(real: str | None) -> str:
             return value
 
 
-def check_guard(case: str, guard: GuardConfig, secret: Secret | None, config: RunbookConfig,
-                deadline: Deadline) -> CheckResult:
+REFUSED_ALWAYS = 403  # a refusal whatever `deny` says (a WAF, a proxy's own guard)
+
+
+class GuardProbe:
+    """The three requests of 1.2, sent at once and judged together (see judge_guard_all)."""
+
+    def __init__(self, guard: GuardConfig, secret: Secret | None, config: RunbookConfig,
+                 deadline: Deadline) -> None:
+        self._guard = guard
+        self._secret = secret
+        self._config = config
+        self._deadline = deadline
+        self._lock = threading.Lock()
+        self._results: dict[str, CheckResult] | None = None
+
+    def result(self, case: str) -> CheckResult:
+        with self._lock:  # the first of the three jobs sends all three; the others wait
+            if self._results is None:
+                self._results = self._observe()
+        return self._results[case]
+
+    def _observe(self) -> dict[str, CheckResult]:
+        guard = self._guard
+        timeout = self._deadline.cap(self._config.timeout_for("guard", guard.timeout))
+        plans = {case: guard_request(case, guard, self._secret) for case in GUARD_CASES}
+        seen: dict[str, HttpSeen] = {}
+
+        def get(case: str) -> None:
+            seen[case] = http_get(guard.url, timeout=timeout, headers=plans[case][0],
+                                  max_body=64 * 1024, tls=guard.tls)
+
+        threads = [threading.Thread(target=get, args=(case,), daemon=True) for case in GUARD_CASES]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout + SLACK)
+        for case in GUARD_CASES:  # a request that did not even finish inside its timeout
+            seen.setdefault(case, HttpSeen(url=guard.url, error_class="timeout",
+                                           error=f"after {timeout:.1f} s"))
+        return judge_guard_all(guard, seen, {c: plans[c][1] for c in GUARD_CASES}, timeout)
+
+
+def guard_request(case: str, guard: GuardConfig,
+                  secret: Secret | None) -> tuple[dict[str, str], str]:
+    """(headers, what was sent, in words) for one of the three requests."""
     if case not in GUARD_CASES:
         raise ValueError(f"unknown guard case {case!r}")
-    headers: dict[str, str] = {}
-    sent = "no header"
+    if case == "no-secret":
+        return {}, "no header"
     if case == "wrong-secret":
-        headers[guard.header] = wrong_secret(secret.reveal() if secret else None)
-        sent = "a random wrong value"
-    elif case == "right-secret":
-        if secret is None:
-            raise ValueError("the right-secret guard check needs the secret")
-        headers[guard.header] = secret.reveal()
-        sent = f"the configured secret (from {secret.origin})"
-    timeout = deadline.cap(config.timeout_for("guard", guard.timeout))
-    seen = http_get(guard.url, timeout=timeout, headers=headers, max_body=64 * 1024)
-    return judge_guard(case, guard, seen, sent, timeout)
+        return ({guard.header: wrong_secret(secret.reveal() if secret else None)},
+                "a random wrong value")
+    if secret is None:
+        raise ValueError("the right-secret guard check needs the secret")
+    return {guard.header: secret.reveal()}, f"the configured secret (from {secret.origin})"
+
+
+def check_guard(case: str, guard: GuardConfig, secret: Secret | None, config: RunbookConfig,
+                deadline: Deadline) -> CheckResult:
+    """One case, judged with the other two (used to confirm a recovery, section 3.3)."""
+    return GuardProbe(guard, secret, config, deadline).result(case)
+
+
+def refused(status: int | None, guard: GuardConfig) -> bool:
+    return status is not None and (status in guard.deny or status == REFUSED_ALWAYS)
+
+
+def judge_guard_all(guard: GuardConfig, seen: dict[str, HttpSeen], sent: dict[str, str],
+                    timeout: float) -> dict[str, CheckResult]:
+    """The three answers as one unit. The right secret's refusal is `secret-rejected` only
+    while the other two are refused as well; a 404 is a missing route, never a secret
+    symptom."""
+    others_refused = all(refused(seen[c].status, guard) for c in ("no-secret", "wrong-secret"))
+    return {case: judge_guard(case, guard, seen[case], sent[case], timeout,
+                              others_refused=others_refused) for case in GUARD_CASES}
 
 
 def judge_guard(case: str, guard: GuardConfig, seen: HttpSeen, sent: str,
-                timeout: float) -> CheckResult:
+                timeout: float, others_refused: bool = True) -> CheckResult:
     key = f"guard[{case}]"
     evidence = {**seen.evidence(), "header": guard.header, "sent": sent,
                 "deny": list(guard.deny), "allow": guard.allow, "timeout_s": round(timeout, 2)}
@@ -98,10 +263,13 @@ def judge_guard(case: str, guard: GuardConfig, seen: HttpSeen, sent: str,
         return _failed(key, "guard", "service-down",
                        f"guard unreachable with {sent}: {seen.describe()}", evidence)
     status = seen.status
+    if status == 404:
+        return _failed(key, "guard", "route-missing", route_missing(guard.url), evidence)
     if case in ("no-secret", "wrong-secret"):
-        if status in guard.deny:
+        if refused(status, guard):
             return CheckResult(key, "guard", True, None,
-                               f"refused {sent} with {status}", evidence)
+                               f"refused {sent} with {status}", evidence,
+                               degraded=_guard_warnings(key, seen, guard))
         if status == guard.allow:
             return _failed(key, "guard", "guard-open",
                            f"the guard let {sent} through with {status}, expected {refusals}: "
@@ -110,14 +278,27 @@ def judge_guard(case: str, guard: GuardConfig, seen: HttpSeen, sent: str,
                        f"the guard answered {sent} with {status}, neither a refusal "
                        f"({refusals}) nor {guard.allow}", evidence)
     if status == guard.allow:
-        return CheckResult(key, "guard", True, None, f"accepted {sent} with {status}", evidence)
+        return CheckResult(key, "guard", True, None, f"accepted {sent} with {status}", evidence,
+                           degraded=_guard_warnings(key, seen, guard))
     if status == 503:
         return _failed(key, "guard", "secret-unconfigured",
                        "the right secret got 503: the service has no secret configured",
                        evidence)
-    return _failed(key, "guard", "secret-rejected",
-                   f"the right secret got {status}, expected {guard.allow}: the service's "
-                   "secret differs from the suite's", evidence)
+    if refused(status, guard) and others_refused:
+        return _failed(key, "guard", "secret-rejected",
+                       f"the right secret got {status}, expected {guard.allow}, while no "
+                       "secret and a wrong one were refused too: the service's secret "
+                       "differs from the suite's", evidence)
+    return _failed(key, "guard", "service-down",
+                   f"the right secret got {status}, expected {guard.allow}"
+                   + ("" if refused(status, guard) else f", and {status} is not a refusal")
+                   + ("" if others_refused else "; no secret or a wrong one was not refused "
+                      "either: the guard does not work as a guard"), evidence)
+
+
+def _guard_warnings(key: str, seen: HttpSeen, guard: GuardConfig) -> list[str]:
+    warning = certificate_warning(seen, guard.tls)
+    return [f"{key}: {warning}"] if warning else []
 
 
 # -- 1.3 SSE stream ----------------------------------------------------------------------------
@@ -128,8 +309,9 @@ def check_sse(sse: SseConfig, config: RunbookConfig, deadline: Deadline) -> Chec
     # Is it the stream or the whole server? The look at the same server's health goes out
     # alongside the stream, so a failing stream never waits for it afterwards.
     liveness = Liveness(_liveness_url(sse.url, config),
-                        deadline.cap(min(LIVENESS_TIMEOUT, sse.window)))
-    seen = sse_probe(sse.url, window=window, max_bytes=sse.max_bytes)
+                        deadline.cap(min(LIVENESS_TIMEOUT, sse.window)), sse.tls)
+    seen = sse_probe(sse.url, window=window, max_bytes=sse.max_bytes, event=sse.event,
+                     min_events=sse.min_events, tls=sse.tls)
     if seen.error_class and seen.error_class not in ("refused", "dns"):
         return judge_sse(sse, seen, liveness.seen())
     return judge_sse(sse, seen, None)
@@ -138,15 +320,16 @@ def check_sse(sse: SseConfig, config: RunbookConfig, deadline: Deadline) -> Chec
 class Liveness:
     """A GET of the SSE server's health URL, started at once in a thread of its own."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, tls: Tls | None = None) -> None:
         self._url = url
         self._timeout = timeout
+        self._tls = tls
         self._seen: HttpSeen | None = None
         self._thread = threading.Thread(target=self._get, name="sse liveness", daemon=True)
         self._thread.start()
 
     def _get(self) -> None:
-        self._seen = http_get(self._url, max_body=64 * 1024, timeout=self._timeout)
+        self._seen = http_get(self._url, timeout=self._timeout, tls=self._tls)
 
     def seen(self) -> HttpSeen | None:
         """Its answer (None if it could not finish: judged as not answering)."""
@@ -164,24 +347,40 @@ def _liveness_url(url: str, config: RunbookConfig) -> str:
 
 def judge_sse(sse: SseConfig, seen: SseSeen, liveness: HttpSeen | None) -> CheckResult:
     evidence = seen.evidence()
+    wrapped = next((e for e in seen.events if e.wrapped), None)
     if seen.ok:
-        first = seen.first_event
-        assert first is not None
+        first = seen.matching()[0]
+        count = len(seen.matching())
+        degraded = []
+        if wrapped is not None:  # no `event` expectation caught it: still worth saying
+            degraded.append(f"sse: {_wrapped_twice(wrapped)}")
         return CheckResult("sse", "sse", True, None,
-                           f"first event {first.event!r} after {first.at_s * 1000:.0f} ms "
-                           f"({seen.bytes_read} bytes)", evidence)
+                           f"{'first ' if count == 1 else f'{count} events, the first '}"
+                           f"event {first.event!r} after {first.at_s * 1000:.0f} ms "
+                           f"({seen.bytes_read} bytes)", evidence, degraded=degraded)
     if seen.error_class:
         if liveness is not None:
             evidence["server_answers_http"] = {"url": liveness.url, "status": liveness.status,
                                                "error_class": liveness.error_class}
+        detail = failure_text(seen.error_class, seen.error)
         if liveness is None or not liveness.answered:
             return _failed("sse", "sse", "service-down",
-                           f"{sse.url}: {seen.error_class}: {seen.error}; the server does not "
-                           "answer HTTP", evidence)
+                           f"{sse.url}: {detail}; the server does not answer HTTP", evidence)
         return _failed("sse", "sse", "heartbeat-failure",
-                       f"{sse.url}: {seen.error_class}: {seen.error}, while the server answers "
+                       f"{sse.url}: {detail}, while the server answers "
                        f"HTTP ({liveness.status} from {liveness.url})", evidence)
-    return _failed("sse", "sse", "heartbeat-failure", f"{sse.url}: {seen.problem}", evidence)
+    if seen.status == 404:
+        return _failed("sse", "sse", "route-missing", route_missing(sse.url), evidence)
+    problem = seen.problem
+    if wrapped is not None and sse.event is not None and not seen.matching():
+        problem = (f"no {sse.event!r} event: {_wrapped_twice(wrapped)} ({problem})")
+    return _failed("sse", "sse", "heartbeat-failure", f"{sse.url}: {problem}", evidence)
+
+
+def _wrapped_twice(event: SseEvent) -> str:
+    inner = f" {event.inner_event!r}" if event.inner_event else ""
+    return (f"the server wraps its events twice: event {event.event!r} carries SSE framing "
+            f"as its data (an inner event{inner})")
 
 
 def _failed(key: str, group: str, symptom: str, message: str,
@@ -234,7 +433,8 @@ class Running:
         try:
             result = self.job.run()
         except Exception as exc:  # noqa: BLE001 - a bug must still give a clean check result
-            result = CheckResult(self.job.key, self.job.group, False, "service-down",
+            # Not the service failing: the check could not be carried out (probe-error).
+            result = CheckResult(self.job.key, self.job.group, False, PROBE_ERROR,
                                  f"the check itself failed: {type(exc).__name__}: {exc}",
                                  {"error": f"{type(exc).__name__}: {exc}"})
         self._settle(result)
@@ -313,9 +513,10 @@ def plan(config: RunbookConfig, secret: Secret | None, deadline: Deadline,
                 config.timeout_for("health", target.timeout),
                 _bind(check_health, target, config, deadline))
     if "guard" in wanted and config.guard is not None:
+        probe = GuardProbe(config.guard, secret, config, deadline)  # one unit, three checks
         for case in GUARD_CASES:
             add(f"guard[{case}]", "guard", config.timeout_for("guard", config.guard.timeout),
-                _bind(check_guard, case, config.guard, secret, config, deadline))
+                _bind(probe.result, case))
     if "sse" in wanted and config.sse is not None:
         add("sse", "sse", config.sse.window,
             _bind(check_sse, config.sse, config, deadline))

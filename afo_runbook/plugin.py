@@ -497,6 +497,10 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
         observed.start_share()  # under xdist: all this worker was sent so far
 
 
+class RunbookDegraded(UserWarning):
+    """A check passed but is degraded (slower than max_latency_ms, a certificate expiring)."""
+
+
 # -- fixtures the checks use -------------------------------------------------------------------
 
 
@@ -531,6 +535,10 @@ def check(request: pytest.FixtureRequest, runbook: RunbookRun):  # type: ignore[
             pytest.skip(runbook.redactor.text(result.skipped))
         if not result.ok:
             pytest.fail(f"{result.symptom}: {message}", pytrace=False)
+        for warning in result.degraded:  # passed, but the terminal says it is degraded
+            import warnings
+
+            warnings.warn(RunbookDegraded(runbook.redactor.text(warning)), stacklevel=2)
 
     return verify
 
@@ -558,10 +566,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     group = item.stash[CHECK_GROUP]
     result = item.stash.get(RESULT, None)
     marker = item.get_closest_marker("recovery")
+    degraded: list[str] = []
     if result is not None:
         symptom = result.symptom if report.failed else None
         message = result.message if not result.skipped else result.skipped
         evidence = result.evidence
+        degraded = [] if report.failed else result.degraded
     else:
         # The check broke before it could say what it saw: a crash or the timeout backstop.
         from afo_runbook.controller import first_line
@@ -579,11 +589,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         "message": redact.text(message),
         "evidence": redact.data(evidence),
         "recovery": marker.args[0] if marker and marker.args else None,
+        "degraded": [redact.text(d) for d in degraded],
     }
     report.runbook = data  # type: ignore[attr-defined]  # travels through xdist with the report
     # JUnit XML takes properties from the teardown report, which copies the item's.
     if report.failed and symptom:
         item.user_properties.append(("symptom", symptom))
+    for warning in data["degraded"]:
+        item.user_properties.append(("degraded", warning))
     item.user_properties.append(("runbook_check", data["key"]))
     item.config.hook.pytest_runbook_evidence(item=item, report=report, data=data)
 

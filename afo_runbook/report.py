@@ -131,6 +131,11 @@ def verdict_html(verdict: Verdict, budgets: Any, incident_md: str | None) -> str
     if failing:
         parts.append("<ul>" + "".join(f"<li>{_e(c.key)}: {_e(c.message)}</li>"
                                       for c in failing) + "</ul>")
+    degraded = verdict.degraded()
+    if degraded:
+        parts.append('<p class="runbook-degraded">Degraded (passed, with a warning):</p><ul>'
+                     + "".join(f"<li>{_e(item['message'])}</li>" for item in degraded)
+                     + "</ul>")
     parts.append("<table><tr><th>phase</th><th>took</th><th>runbook limit</th></tr>")
     for phase, seconds, limit in phase_timings(verdict, budgets):
         took = "not run" if seconds is None else f"{seconds:.2f} s"

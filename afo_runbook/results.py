@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GROUPS: tuple[str, ...] = ("health", "guard", "sse", "containers")
+# The check could not be carried out: our problem, never the service's (see decision.py).
+PROBE_ERROR = "probe-error"
 # The least a network call gets, even when the observe budget is nearly spent.
 MIN_CALL_TIMEOUT = 0.5
 
@@ -24,11 +26,14 @@ class CheckResult:
     message: str  # one line: what was seen against what was expected
     evidence: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why the check could not run (a skip, never a pass)
+    degraded: list[str] = field(default_factory=list)  # passed, with warnings (slow, cert)
 
     @property
     def outcome(self) -> str:
         if self.skipped:
             return "skipped"
+        if self.symptom == PROBE_ERROR:
+            return "error"  # not measured (Argo Rollouts' Error), not a failed measurement
         return "passed" if self.ok else "failed"
 
 

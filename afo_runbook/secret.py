@@ -73,6 +73,9 @@ def load_secret(env_var: str, env_file: Path | None,
     raise SecretUnavailable(f"{env_var} is not set in the environment and {where}")
 
 
+EDGE_FRAGMENT = 8  # the shortest piece of a secret scrubbed at a cut edge
+
+
 class Redactor:
     """Replaces every sensitive string with [REDACTED]."""
 
@@ -105,7 +108,32 @@ class Redactor:
     def text(self, value: str) -> str:
         if self._pattern is None or not value:
             return value
-        return self._pattern.sub(REDACTED, value)
+        return self._edges(self._pattern.sub(REDACTED, value))
+
+    def _edges(self, value: str) -> str:
+        """A string cut out of a longer one (an excerpt, a first line) can end with the start
+        of a secret, or begin with its end: scrub such fragments of 8 characters or more."""
+        for secret in self._values:
+            if len(secret) <= EDGE_FRAGMENT:
+                continue
+            # the tail of `value` is a prefix of the secret
+            head = secret[:EDGE_FRAGMENT]
+            start = value.find(head, max(0, len(value) - len(secret) + 1))
+            while start != -1:
+                if secret.startswith(value[start:]):
+                    value = value[:start] + REDACTED
+                    break
+                start = value.find(head, start + 1)
+            # the head of `value` is a suffix of the secret
+            tail = secret[-EDGE_FRAGMENT:]
+            end = value.find(tail, 0, len(secret) - 1)
+            while end != -1 and end + EDGE_FRAGMENT <= len(secret) - 1:
+                cut = end + EDGE_FRAGMENT
+                if secret.endswith(value[:cut]):
+                    value = REDACTED + value[cut:]
+                    break
+                end = value.find(tail, end + 1, len(secret) - 1)
+        return value
 
     def data(self, value: Any) -> Any:
         """Redact strings inside nested dicts, lists and tuples."""

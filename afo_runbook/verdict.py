@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from afo_runbook.decision import Decision, DecisionRow, decide
-from afo_runbook.results import GROUPS
+from afo_runbook.results import GROUPS, PROBE_ERROR
 
-# What a failing check names when it broke before it could say (a crash, the timeout backstop).
-FALLBACK_SYMPTOM = {
-    "health": "service-down",
-    "guard": "service-down",
-    "sse": "service-down",
-    "containers": "container-exited",
-}
+# What a failing check names when it broke before it could say (an exception in the check,
+# its worker crashing, the timeout backstop): the check was not carried out. A bug in the
+# prober must never restart or roll back the service.
+FALLBACK_SYMPTOM = {group: PROBE_ERROR for group in GROUPS}
 
 
 @dataclass
@@ -33,6 +30,7 @@ class CheckRecord:
     message: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     recovery: str | None = None  # the action the check's `recovery` marker maps to
+    degraded: list[str] = field(default_factory=list)  # passed with warnings
 
     @property
     def failing(self) -> bool:
@@ -48,6 +46,7 @@ class CheckRecord:
             "duration_s": round(self.duration_s, 3),
             "message": self.message,
             "recovery": self.recovery,
+            "degraded": self.degraded,
             "evidence": self.evidence,
         }
 
@@ -84,6 +83,16 @@ class Verdict:
     def failing(self) -> list[CheckRecord]:
         return [c for c in self.checks if c.failing]
 
+    def degraded(self) -> list[dict[str, str]]:
+        """Checks that passed with a warning (slow, a certificate expiring soon)."""
+        return [{"key": c.key, "message": message} for c in self.checks if not c.failing
+                for message in c.degraded]
+
+    def probe_errors(self) -> list[dict[str, str]]:
+        """Checks that could not be carried out: kept apart from the failed ones."""
+        return [{"key": c.key, "message": c.message or ""} for c in self.checks
+                if c.symptom == PROBE_ERROR]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "decision": self.decision,
@@ -95,6 +104,8 @@ class Verdict:
             "observe_budget_s": self.observe_budget_s,
             "over_budget": self.over_budget,
             "rows": [row.as_dict() for row in self.rows],
+            "degraded": self.degraded(),
+            "probe_errors": self.probe_errors(),
             "config": self.config_path,
             "deselected": self.deselected,
             "recovery": self.recovery,
@@ -156,7 +167,10 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
     if not observed:
         pass  # a preflight-only run decides nothing
     elif verdict.green:
-        lines.append(("decision: monitor (all checks green; keep monitoring)", green))
+        degraded = {item["key"] for item in verdict.degraded()}
+        lines.append(("decision: monitor (all checks green; keep monitoring)" if not degraded
+                      else f"decision: monitor (all checks passed, {len(degraded)} degraded; "
+                      "keep monitoring)", green))
     else:
         lines.append((f"decision: {verdict.decision} (priority {verdict.priority}); "
                       f"symptoms: {', '.join(verdict.symptoms)}", red))
@@ -166,6 +180,8 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
         for check in verdict.failing():
             if check.group in GROUPS:
                 lines.append((f"  {check.symptom or '?'}: {check.id}: {check.message}", {}))
+    for item in verdict.degraded():
+        lines.append((f"  degraded: {item['message']}", yellow))  # the message names its key
     skipped = [c for c in verdict.checks if c.outcome == "skipped"]
     for check in skipped:
         lines.append((f"  skipped: {check.id}: {check.message}", yellow))

@@ -59,16 +59,33 @@ def test_reset_api_is_service_down_with_its_cause(stack, config_for, run_suite):
     assert "reset" in result.check("health[api]")["message"]
 
 
-def test_huge_body_is_refused_with_bounded_memory(stack, config_for, run_suite):
-    stack.set_fault("api", "huge-body", 200)
-    result = run_suite("-m", "health", "-n", "0", "--runbook-config", str(config_for()))
+@pytest.mark.parametrize("fault", ["huge-body", "health-huge-chunked"])
+def test_a_huge_healthy_page_is_healthy_with_bounded_memory(stack, config_for, run_suite, fault):
+    """The runbook's criterion is the status: a 200 of 200 MiB (with Content-Length or
+    chunked) passes, and only an excerpt is ever read."""
+    stack.set_fault("api", fault, 200)
+    result = run_suite("-m", "health", "--runbook-config", str(config_for()))
     peak_mib = result.max_rss_kib / 1024  # this run alone
-    assert result.failing() == {"health[api]": "service-down"}
+    assert result.rc == 0, result.output
     evidence = result.check("health[api]")["evidence"]
-    assert evidence["content_length"] == 200 * 1024 * 1024
-    assert evidence["oversize"] is True
+    assert evidence["status"] == 200
     assert evidence["bytes"] <= 64 * 1024  # an excerpt, never the body
-    assert "bound" in result.check("health[api]")["message"]
+    assert peak_mib < 150, f"the pytest run peaked at {peak_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("fault", ["huge-body", "health-huge-chunked"])
+def test_a_body_condition_over_max_body_fails_that_condition(stack, config_dict, write_runbook,
+                                                             run_suite, fault):
+    stack.set_fault("api", fault, 200)
+    config = config_dict()
+    config["health"][0]["json"] = {"status": "ok"}
+    result = run_suite("-m", "health", "--runbook-config", str(write_runbook(config)))
+    peak_mib = result.max_rss_kib / 1024
+    assert result.failing() == {"health[api]": "service-down"}
+    message = result.check("health[api]")["message"]
+    assert message == ("health[api]: [BODY].status cannot be evaluated: the body is over "
+                       "max_body (1048576 bytes)")
+    assert result.check("health[api]")["evidence"]["bytes"] <= 1024 * 1024 + 64 * 1024
     assert peak_mib < 150, f"the pytest run peaked at {peak_mib:.0f} MiB"
 
 

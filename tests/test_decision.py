@@ -14,6 +14,8 @@ EXPECTED = {
     "service-down": ("restart", "immediate"),
     "heartbeat-failure": ("review-restart", "within-5-min"),
     "container-exited": ("logs-then-restart", "immediate"),
+    "route-missing": ("escalate", "immediate"),
+    "probe-error": ("escalate", "immediate"),
 }
 
 

@@ -24,9 +24,10 @@ def test_a_worker_that_dies_under_a_check_is_counted_not_a_hang(stack, config_fo
     result = run_suite("-m", "observe", "-n", "2", "-p", "crasher", "--runbook-config",
                        str(config_for()), env=env_for(PYTHONPATH=str(tmp_path)), timeout=60)
     assert "INTERNALERROR" not in result.output, result.output
-    assert result.rc == 1, result.output
+    assert result.rc == 6, result.output  # escalate
     failing = result.failing()
-    assert failing["health[aux]"] == "service-down"
+    # the prober died, not the service: nothing is restarted for it (probe-error -> escalate)
+    assert failing["health[aux]"] == "probe-error"
     assert "crashed" in result.check("health[aux]")["message"]
     never_ran = {c["key"] for c in result.verdict["checks"]
                  if c["message"].startswith("never ran")}
@@ -35,7 +36,8 @@ def test_a_worker_that_dies_under_a_check_is_counted_not_a_hang(stack, config_fo
         "health[api]", "health[aux]", "health[dashboard]", "guard[no-secret]",
         "guard[wrong-secret]", "guard[right-secret]", "sse"}
     assert set(failing) == {"health[aux]"} | never_ran
-    assert result.verdict["decision"] == "restart"
+    assert result.verdict["decision"] == "escalate"
+    assert {e["key"] for e in result.verdict["probe_errors"]} == {"health[aux]"} | never_ran
 
 
 def test_unwritable_verdict_json_is_a_note_not_a_crash(stack, config_for, run_suite, tmp_path):

@@ -12,6 +12,7 @@ it, and nothing else. It costs a tenth of the import time of requests (measured:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -19,11 +20,14 @@ import ssl
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import afo_runbook
+
+if TYPE_CHECKING:
+    from afo_runbook.config import Tls
 
 EXCERPT_BYTES = 2048
 _READ_CHUNK = 64 * 1024
@@ -42,6 +46,10 @@ class HttpSeen:
     bytes_read: int = 0
     body_excerpt: str = ""
     oversize: bool = False  # the body is larger than the bound; the rest was never read
+    body: bytes = b""  # what was read (at most the bound), for the conditions; not evidence
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    content_coding: str | None = None  # a Content-Encoding the server used anyway
+    tls: dict[str, Any] | None = None  # the certificate's expiry, how it was verified
 
     @property
     def answered(self) -> bool:
@@ -49,12 +57,14 @@ class HttpSeen:
         return self.status is not None
 
     def describe(self) -> str:
+        """One plain line: `HTTP 503 in 12 ms`, `tls: certificate verify failed: self-signed
+        certificate (https://...)`, `timeout after 5.0 s (http://...)`."""
         if self.status is not None:
             text = f"HTTP {self.status} in {_ms(self.latency_s)}"
             if self.error_class:
                 text += f", then {self.error_class}: {self.error}"
             return text
-        return f"{self.error_class}: {self.error} (after {_ms(self.elapsed_s)})"
+        return f"{failure_text(self.error_class, self.error)} ({self.url})"
 
     def evidence(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -73,7 +83,17 @@ class HttpSeen:
             found["oversize"] = True
         if self.body_excerpt:
             found["body_excerpt"] = self.body_excerpt
+        if self.content_coding:
+            found["content_coding"] = self.content_coding
+        if self.tls is not None:
+            found["tls"] = self.tls
         return found
+
+
+def failure_text(error_class: str | None, error: str | None) -> str:
+    if error_class == "timeout":
+        return f"timeout {error}" if error and error.startswith("after ") else "timeout"
+    return f"{error_class}: {error}"
 
 
 def _ms(seconds: float | None) -> str:
@@ -95,9 +115,12 @@ class Response:
     """
 
     def __init__(self, connection: http.client.HTTPConnection,
-                 answer: http.client.HTTPResponse) -> None:
+                 answer: http.client.HTTPResponse, sock: socket.socket | None) -> None:
         self._connection = connection
         self._answer = answer
+        # http.client drops connection.sock once an answer says it will close; the socket
+        # stays ours for the read timeouts and the certificate.
+        self._sock = sock
         self.status_code = answer.status
         self.headers = answer.headers  # case-insensitive .get
         coding = (self.headers.get("content-encoding") or "").strip().lower()
@@ -108,10 +131,16 @@ class Response:
         elif coding == "deflate":
             self._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
 
+    def peer_certificate(self) -> bytes | None:
+        """The server's certificate (DER), for an https:// answer."""
+        if isinstance(self._sock, ssl.SSLSocket):
+            return self._sock.getpeercert(binary_form=True)
+        return None
+
     def settimeout(self, seconds: float) -> None:
-        sock = self._connection.sock
-        if sock is not None:
-            sock.settimeout(max(seconds, 0.01))
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the read says so
+                self._sock.settimeout(max(seconds, 0.01))
 
     def read1(self, size: int) -> bytes:
         """Some bytes as they arrive (decoded), b"" at the end of the body."""
@@ -128,6 +157,8 @@ class Response:
     def close(self) -> None:
         self._answer.close()
         self._connection.close()
+        if self._sock is not None:
+            self._sock.close()
 
     def __enter__(self) -> Response:
         return self
@@ -147,8 +178,19 @@ def _proxy_for(scheme: str, host: str) -> str | None:
     return urllib.request.getproxies_environment().get(scheme)
 
 
-def open_stream(url: str, headers: Mapping[str, str],
-                timeout: float) -> tuple[Response | None, tuple[str, str] | None]:
+def tls_context(tls: Tls | None) -> ssl.SSLContext:
+    """The system's trust, a given CA bundle, or (insecure) no verification at all."""
+    if tls is not None and tls.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    cafile = str(tls.ca_file) if tls is not None and tls.ca_file else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def open_stream(url: str, headers: Mapping[str, str], timeout: float,
+                tls: Tls | None = None) -> tuple[Response | None, tuple[str, str] | None]:
     """Send the GET and wait for the headers; connecting and the header wait share one
     `timeout`. (response, None), or (None, (error class, description))."""
     deadline = time.monotonic() + max(timeout, 0.05)
@@ -164,7 +206,7 @@ def open_stream(url: str, headers: Mapping[str, str],
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(
                 connect_host, connect_port, timeout=max(timeout, 0.05),
-                context=ssl.create_default_context())
+                context=tls_context(tls))
             if via:
                 connection.set_tunnel(host, port)  # CONNECT through the proxy, TLS to the host
         else:
@@ -181,14 +223,18 @@ def open_stream(url: str, headers: Mapping[str, str],
         if "accept" not in sent:
             connection.putheader("Accept", "*/*")
         connection.endheaders()
-        if connection.sock is not None:
-            connection.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        sock = connection.sock
+        if sock is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
         answer = connection.getresponse()
     except Exception as exc:  # noqa: BLE001 - every failure is evidence, not a crash
         if connection is not None:
             connection.close()
-        return None, classify_error(exc, url)
-    return Response(connection, answer), None
+        error_class, error = classify_error(exc, url)
+        if error_class == "timeout":
+            error = f"after {timeout:.1f} s"
+        return None, (error_class, error)
+    return Response(connection, answer, sock), None
 
 
 def http_get(
@@ -197,12 +243,16 @@ def http_get(
     timeout: float,
     headers: Mapping[str, str] | None = None,
     max_body: int = 1024 * 1024,
+    need_body: bool = False,
+    tls: Tls | None = None,
 ) -> HttpSeen:
-    """GET `url`; read at most `max_body` bytes of body, all within `timeout` seconds."""
+    """GET `url` within `timeout` seconds. Without `need_body` only an excerpt is read: a
+    status check passes a 200 of any size. With it, up to `max_body` bytes are read (more is
+    `oversize`, never read). A body that stops before what was to be read is a timeout."""
     seen = HttpSeen(url=url)
     started = time.monotonic()
     deadline = started + timeout
-    response, failure = open_stream(url, headers or {}, timeout)
+    response, failure = open_stream(url, headers or {}, timeout, tls)
     if response is None:
         seen.error_class, seen.error = failure or ("error", "no response")
         seen.elapsed_s = time.monotonic() - started
@@ -210,23 +260,84 @@ def http_get(
     with response:
         seen.latency_s = time.monotonic() - started
         seen.status = response.status_code
+        seen.headers = {k.lower(): v for k, v in response.headers.items()}
         seen.content_type = response.headers.get("content-type")
         seen.content_length = _content_length(response)
-        if seen.content_length is not None and seen.content_length > max_body:
+        seen.content_coding = response.content_coding
+        if url.startswith("https://"):
+            seen.tls = certificate_facts(response.peer_certificate(), tls)
+        want = max_body if need_body else EXCERPT_BYTES
+        if need_body and seen.content_length is not None and seen.content_length > max_body:
             seen.oversize = True  # never download it: an excerpt is enough evidence
-            limit = EXCERPT_BYTES
-        else:
-            limit = max_body + 1
+            want = EXCERPT_BYTES
         body = BoundedRead(response, deadline)
-        excerpt = body.read(limit, keep=EXCERPT_BYTES)
+        kept = body.read(want + 1 if need_body else want, keep=want)
         seen.bytes_read = body.bytes_read
-        seen.body_excerpt = excerpt.decode("utf-8", errors="replace")
-        if body.bytes_read > max_body:
+        if need_body:
+            seen.body = kept
+        seen.body_excerpt = kept[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+        if need_body and body.bytes_read > max_body:
             seen.oversize = True
         if body.error_class and not seen.oversize:
             seen.error_class, seen.error = body.error_class, body.error
     seen.elapsed_s = time.monotonic() - started
     return seen
+
+
+def certificate_facts(der: bytes | None, tls: Tls | None) -> dict[str, Any]:
+    """How the certificate was checked, and when it expires (evidence for cert_min_days)."""
+    facts: dict[str, Any] = {
+        "verified": not (tls is not None and tls.insecure),
+        "ca_file": str(tls.ca_file) if tls is not None and tls.ca_file else None,
+    }
+    if tls is not None and tls.insecure:
+        facts["insecure"] = True
+    not_after = certificate_not_after(der) if der else None
+    if not_after is not None:
+        facts["not_after"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after))
+        facts["days_left"] = round((not_after - time.time()) / 86400, 1)
+    return facts
+
+
+def certificate_not_after(der: bytes) -> float | None:
+    """The notAfter of an X.509 certificate (DER), as a Unix time; None if unreadable.
+
+    A few lines of DER walking instead of a crypto library: Certificate -> tbsCertificate ->
+    [version], serial, signature, issuer, validity -> notAfter.
+    """
+    try:
+        _, tbs_start, _ = _der(der, 0)  # Certificate SEQUENCE: enter it
+        tag, tbs, _ = _der(der, tbs_start)  # tbsCertificate SEQUENCE: enter it
+        position = tbs
+        tag, start, end = _der(der, position)
+        if tag == 0xA0:  # [0] version
+            position = end
+        for _ in range(3):  # serialNumber, signature, issuer
+            _, _, position = _der(der, position)
+        _, validity, _ = _der(der, position)
+        _, _, after_not_before = _der(der, validity)
+        tag, start, end = _der(der, after_not_before)
+        text = der[start:end].decode("ascii")
+        if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
+            year = int(text[:2])
+            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+        import calendar
+
+        return float(calendar.timegm(time.strptime(text, "%Y%m%d%H%M%SZ")))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _der(data: bytes, position: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at `position`."""
+    tag = data[position]
+    length = data[position + 1]
+    start = position + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[start:start + count], "big")
+        start += count
+    return tag, start, start + length
 
 
 def _content_length(response: Response) -> int | None:

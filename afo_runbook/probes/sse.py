@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sseclient import SSEClient
 
 from afo_runbook.probes.http import EXCERPT_BYTES, BoundedRead, open_stream
 
+if TYPE_CHECKING:
+    from afo_runbook.config import Tls
+
 SSE_FIELDS = frozenset({"event", "data", "id", "retry"})
 DISPATCHING_FIELDS = frozenset({"event", "data", "id"})
 MAX_LINE = 64 * 1024
 KEEP_EVENTS = 3
+BOM = b"\xef\xbb\xbf"
+EVENT_STREAM = "text/event-stream"
+# A data line that is itself an SSE field: the server wrapped an event in another one.
+_WRAPPED_FIELDS = ("event:", "data:", "id:", "retry:")
 
 
 class FramingError(Exception):
@@ -33,9 +40,31 @@ class SseEvent:
     data: str
     at_s: float  # since the request started
 
+    @property
+    def wrapped(self) -> bool:
+        """Its data is itself SSE framing (`event:`/`data:` lines): wrapped twice."""
+        return any(line.startswith(_WRAPPED_FIELDS) for line in self.data.splitlines())
+
+    @property
+    def inner_event(self) -> str | None:
+        """The event name inside a wrapped event's data, if it names one."""
+        for line in self.data.splitlines():
+            if line.startswith("event:"):
+                return line[len("event:"):].strip() or None
+        return None
+
     def evidence(self) -> dict[str, Any]:
-        return {"event": self.event, "id": self.id, "data": self.data[:200],
-                "at_ms": round(self.at_s * 1000, 1)}
+        found: dict[str, Any] = {"event": self.event, "id": self.id, "data": self.data[:200],
+                                 "at_ms": round(self.at_s * 1000, 1)}
+        if self.wrapped:
+            found["wrapped"] = True
+            found["inner_event"] = self.inner_event
+        return found
+
+
+def media_type(content_type: str | None) -> str:
+    """RFC 9110: the type/subtype, lower-cased, without parameters."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 class EventFramer:
@@ -56,6 +85,15 @@ class EventFramer:
 
     def feed(self, data: bytes) -> list[tuple[bytes, set[str]]]:
         """Complete blocks (raw bytes, field names) found in what has arrived so far."""
+        if not self._started:
+            # WHATWG: one leading U+FEFF is stripped from the stream, before any parsing
+            # (else the first field reads "\ufeffevent" and the event is named "message").
+            head = self._pending + data
+            if len(head) < len(BOM) and BOM.startswith(head):
+                self._pending = head  # maybe a BOM split across reads: wait for more
+                return []
+            self._pending, data = b"", head.removeprefix(BOM)
+            self._started = True
         if self._after_cr and data.startswith(b"\n"):
             data = data[1:]  # the second half of a \r\n split across chunks
         self._after_cr = False
@@ -75,9 +113,6 @@ class EventFramer:
         return blocks
 
     def _line(self, line: bytes, raw: bytes) -> tuple[bytes, set[str]] | None:
-        if not self._started:
-            self._started = True
-            line = line.removeprefix(b"\xef\xbb\xbf")  # a leading BOM is allowed
         self.lines += 1
         try:
             text = line.decode("utf-8")
@@ -142,6 +177,15 @@ class SseSeen:
     error: str | None = None
     problem: str | None = None  # what is wrong with an HTTP answer, if anything
     body_excerpt: str = ""
+    expected_event: str | None = None
+    min_events: int = 1
+    ended: bool = False  # the server ended the stream
+    content_coding: str | None = None  # a Content-Encoding the server used anyway
+
+    def matching(self) -> list[SseEvent]:
+        """The events that count: all, or those named `expected_event`."""
+        return [e for e in self.events
+                if self.expected_event is None or e.event == self.expected_event]
 
     @property
     def first_event(self) -> SseEvent | None:
@@ -149,7 +193,8 @@ class SseSeen:
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and self.error_class is None and bool(self.events)
+        return (self.problem is None and self.error_class is None
+                and len(self.matching()) >= self.min_events)
 
     def evidence(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -164,12 +209,17 @@ class SseSeen:
             "comments": self.comments,
             "first_event": self.first_event.event if self.first_event else None,
             "events": [e.evidence() for e in self.events],
+            "expected_event": self.expected_event,
+            "min_events": self.min_events,
+            "stream_ended": self.ended,
             "error_class": self.error_class,
             "error": self.error,
             "problem": self.problem,
         }
         if self.body_excerpt:
             found["body_excerpt"] = self.body_excerpt
+        if self.content_coding:
+            found["content_coding"] = self.content_coding
         return found
 
 
@@ -177,13 +227,15 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024) -> SseSeen:
-    """Open the stream and wait up to `window` s for the first complete event."""
-    seen = SseSeen(url=url, window_s=window)
+def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024,
+              event: str | None = None, min_events: int = 1, tls: Tls | None = None) -> SseSeen:
+    """Open the stream and wait up to `window` s for `min_events` complete events (named
+    `event`, if given); return as soon as they are there."""
+    seen = SseSeen(url=url, window_s=window, expected_event=event, min_events=min_events)
     started = time.monotonic()
     deadline = started + window
     response, failure = open_stream(
-        url, {"Accept": "text/event-stream", "Cache-Control": "no-cache"}, window)
+        url, {"Accept": EVENT_STREAM, "Cache-Control": "no-cache"}, window, tls)
     if response is None:
         seen.error_class, seen.error = failure or ("error", "no response")
         seen.elapsed_s = time.monotonic() - started
@@ -192,8 +244,9 @@ def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024) -> SseSe
         seen.latency_s = time.monotonic() - started
         seen.status = response.status_code
         seen.content_type = response.headers.get("content-type")
+        seen.content_coding = response.content_coding
         body = BoundedRead(response, deadline)
-        if seen.status != 200 or not (seen.content_type or "").startswith("text/event-stream"):
+        if seen.status != 200 or media_type(seen.content_type) != EVENT_STREAM:
             seen.problem = (
                 f"answered HTTP {seen.status} with content type {seen.content_type or 'none'}, "
                 "expected 200 text/event-stream"
@@ -214,18 +267,21 @@ def sse_probe(url: str, *, window: float, max_bytes: int = 1024 * 1024) -> SseSe
 def _read_events(seen: SseSeen, body: BoundedRead, started: float, max_bytes: int) -> None:
     framer = EventFramer()
     excerpt = bytearray()
-    while not seen.events:
+    while len(seen.matching()) < seen.min_events:
         data = body.chunk()
         if data is None:  # deadline or transport error
             if body.error_class == "timeout":
-                seen.problem = (f"no complete SSE event within {seen.window_s:g} s "
-                                f"({body.bytes_read} bytes, {framer.comments} comments)")
+                seen.problem = f"{_short_of(seen)} within {seen.window_s:g} s " \
+                               f"({body.bytes_read} bytes, {framer.comments} comments)"
             else:
                 seen.problem = f"stream broke: {body.error_class}: {body.error}"
             break
         if data == b"":
-            seen.problem = (f"stream ended after {body.bytes_read} bytes without a complete "
-                            "SSE event")
+            seen.ended = True
+            count = len(seen.events)
+            seen.problem = (f"stream ended after {count} event{'s' if count != 1 else ''}"
+                            if count else f"stream ended after {body.bytes_read} bytes without "
+                            "a complete SSE event")
             break
         if len(excerpt) < EXCERPT_BYTES:
             excerpt += data[: EXCERPT_BYTES - len(excerpt)]
@@ -236,8 +292,24 @@ def _read_events(seen: SseSeen, body: BoundedRead, started: float, max_bytes: in
             seen.body_excerpt = excerpt.decode("utf-8", errors="replace")
             break
         at = time.monotonic() - started
-        seen.events.extend(parse_block(b, f, at) for b, f in blocks[:KEEP_EVENTS])
-        if not seen.events and body.bytes_read > max_bytes:
-            seen.problem = f"{body.bytes_read} bytes without a complete SSE event"
+        room = max(KEEP_EVENTS, seen.min_events) - len(seen.events)
+        seen.events.extend(parse_block(b, f, at) for b, f in blocks[:max(room, 0)])
+        if len(seen.matching()) < seen.min_events and body.bytes_read > max_bytes:
+            seen.problem = f"{body.bytes_read} bytes without {_wanted(seen)}"
             break
     seen.comments = framer.comments
+
+
+def _wanted(seen: SseSeen) -> str:
+    name = f"{seen.expected_event!r} " if seen.expected_event else ""
+    count = seen.min_events
+    return (f"{count} complete {name}SSE events" if count > 1
+            else f"a complete {name}SSE event")
+
+
+def _short_of(seen: SseSeen) -> str:
+    name = f"{seen.expected_event!r} " if seen.expected_event else ""
+    got = len(seen.matching())
+    if got:
+        return f"only {got} of {seen.min_events} {name}SSE events"
+    return f"no complete {name}SSE event"

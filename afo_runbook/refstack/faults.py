@@ -51,6 +51,25 @@ FAULTS: dict[str, FaultInfo] = {
     "reset": FaultInfo(_ALL, help="every route resets the TCP connection"),
     "huge-body": FaultInfo(_ALL, 200, "the health route answers N MiB"),
     "down": FaultInfo(_ALL, help="the service process is not running"),
+    # What the real AFO service was measured doing; sse-late=5 + sse-double-wrapped +
+    # sse-one-shot together are its stream.
+    "sse-double-wrapped": FaultInfo(("api",), help="SSE: every event wrapped twice, as the "
+                                    "real service sends it: one event whose data lines are "
+                                    "themselves SSE framing (event: heartbeat / data: ping)"),
+    "sse-one-shot": FaultInfo(("api",), help="SSE: one event, then the stream ends (combines "
+                              "with sse-late and sse-double-wrapped)"),
+    "route-moved": FaultInfo(("api",), help="the guard and the stream answer 404 at the "
+                             "runbook's paths; served at /api/copilot/revalidate/status and "
+                             "/api/education/sse instead"),
+    "health-degraded": FaultInfo(_ALL, help="the health route answers 200 with a JSON body "
+                                 "reporting degraded dependencies (db down)"),
+    "sse-gzip": FaultInfo(("api",), help="SSE: Content-Encoding gzip (flushed per event) "
+                          "although the client asked for identity"),
+    "health-huge-chunked": FaultInfo(_ALL, 200, "the health route answers N MiB, chunked, "
+                                     "without Content-Length"),
+    "sse-bom": FaultInfo(("api",), help="SSE: a UTF-8 byte order mark before the first event"),
+    "sse-type-case": FaultInfo(("api",), help="SSE: Content-Type Text/Event-Stream; "
+                               "charset=UTF-8 (mixed case, still valid)"),
 }
 
 

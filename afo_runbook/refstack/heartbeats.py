@@ -7,7 +7,9 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 _connection_ids = itertools.count(1)
@@ -21,15 +23,29 @@ GARBAGE_CHUNK = (
 )
 
 
+# sse-double-wrapped: what the real service sends for each heartbeat. It wraps its heartbeat in
+# SSE framing twice, so a client sees ONE event (type "message") whose data is itself SSE text.
+DOUBLE_WRAPPED_HEARTBEAT = b"data: event: heartbeat\r\ndata: data: ping\r\ndata: \r\ndata: \r\n\r\n"
+UTF8_BOM = b"\xef\xbb\xbf"
+
+Item = dict[str, Any] | bytes  # what EventSourceResponse accepts: an event, or raw bytes
+
+
 def next_connection_id() -> int:
     return next(_connection_ids)
 
 
 async def heartbeats(
-    log: logging.Logger, interval: float, first_delay: float = 0.0, count: int | None = None
-) -> AsyncIterator[dict[str, Any]]:
+    log: logging.Logger,
+    interval: float,
+    first_delay: float = 0.0,
+    count: int | None = None,
+    *,
+    double_wrapped: bool = False,
+) -> AsyncIterator[Item]:
     """`event: heartbeat` right away (or after `first_delay`), then every `interval` seconds;
-    after `count` events (if given) the stream ends.
+    after `count` events (if given) the stream ends. `double_wrapped`: each event is
+    DOUBLE_WRAPPED_HEARTBEAT's raw bytes instead.
 
     Ticks follow a fixed schedule so heartbeats do not drift with send latency.
     """
@@ -42,8 +58,11 @@ async def heartbeats(
             await asyncio.sleep(wait)
         # The runbook greps the service log for "heartbeat": one line per event sent.
         log.info("heartbeat sent conn=%d seq=%d", conn, seq)
-        payload = {"type": "heartbeat", "seq": seq, "ts": round(time.time(), 3)}
-        yield {"event": "heartbeat", "data": json.dumps(payload, separators=(",", ":"))}
+        if double_wrapped:
+            yield DOUBLE_WRAPPED_HEARTBEAT
+        else:
+            payload = {"type": "heartbeat", "seq": seq, "ts": round(time.time(), 3)}
+            yield {"event": "heartbeat", "data": json.dumps(payload, separators=(",", ":"))}
         if count is not None and seq >= count:
             return
         due = max(due + interval, loop.time())
@@ -66,3 +85,26 @@ async def garbage(interval: float) -> AsyncIterator[bytes]:
     while True:
         yield GARBAGE_CHUNK
         await asyncio.sleep(interval)
+
+
+async def bom_first(stream: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """`stream`, with a UTF-8 BOM sent just before its first item."""
+    async with aclosing(stream):
+        first = True
+        async for item in stream:
+            if first:
+                first = False
+                yield UTF8_BOM
+            yield item
+
+
+async def gzipped(
+    stream: AsyncIterator[Item], encode: Callable[[Item], bytes]
+) -> AsyncIterator[bytes]:
+    """`stream` as one gzip member: every item encoded, compressed and sync-flushed so it
+    arrives as soon as it is made; the end of `stream` finishes the member."""
+    compressor = zlib.compressobj(wbits=31)  # 31: gzip header and trailer
+    async with aclosing(stream):
+        async for item in stream:
+            yield compressor.compress(encode(item)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()

@@ -138,4 +138,5 @@ def _guard_sse_lines(stack: Stack | DockerStack, env_file: str) -> list[str]:
         "[sse]",
         f"url = {q(stack.urls['api'] + SSE_PATH)}",
         f"window = {SSE_WINDOW}",
+        'event = "heartbeat"',
     ]

@@ -28,6 +28,9 @@ SERVICE_NAMES: tuple[str, ...] = tuple(SERVICES)
 
 GUARD_PATH = "/api/revalidate/status"
 SSE_PATH = "/api/thoughts/sse"
+# Where the real service moved them (fault route-moved); without it these answer 404.
+MOVED_GUARD_PATH = "/api/copilot/revalidate/status"
+MOVED_SSE_PATH = "/api/education/sse"
 SECRET_HEADER = "X-Internal-Secret"  # noqa: S105 - a header name, not a secret
 SECRET_ENV = "AFO_INTERNAL_SECRET"  # noqa: S105 - a variable name, not a secret
 # The stack's own readiness probe sends this header so that faults (tarpit, reset, slow, ...)

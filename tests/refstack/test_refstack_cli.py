@@ -88,7 +88,8 @@ def test_round_trip(state_dir: Path, ports: dict[str, int], capsys: pytest.Captu
     assert config["guard"]["url"] == f"{api}/api/revalidate/status"
     assert config["guard"]["env_file"] == str(env_file.resolve())
     assert config["guard"]["deny"] == [401, 503]
-    assert config["sse"] == {"url": f"{api}/api/thoughts/sse", "window": 10}
+    assert config["sse"] == {"url": f"{api}/api/thoughts/sse", "window": 10,
+                             "event": "heartbeat"}
     process = config["recovery"]["process"]
     assert config["recovery"]["mode"] == "process"
     stack = Stack.load(state_dir)
