@@ -1,6 +1,6 @@
 """`afo-runbook`: the runbook's commands that are not a plain `pytest -m observe`.
 
-    afo-runbook demo [--fault api:guard-open ...] [--keep]   # observe the bundled stack
+    afo-runbook demo [--fault api:guard-open ...] [--keep] [--docker]   # observe the bundled stack
     afo-runbook drill [--rounds N] [--docker]                # the EXP_007 rollback drill
     afo-runbook incident-issue [reports/incident.md]         # runbook 4.2: open the issue
     afo-runbook metrics [--window 7d] [--html PATH]          # runbook 6: the monthly targets
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
 import shlex
@@ -27,12 +28,16 @@ DEMO_STATE = REPO_ROOT / ".refstack" / "demo"
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Start the reference stack, run the observe phase against it, stop the stack."""
+    """Start the reference stack, run the observe phase against it, stop the stack.
+
+    With a Docker engine (or --docker) the stack runs as containers (afo-core, afo-aux,
+    afo-dashboard) and all four sections are observed, 1.4 included; without one, the
+    process stack and sections 1.1-1.3, and one line says how to get 1.4."""
     from afo_runbook.refstack.cli import ensure_env_file
     from afo_runbook.refstack.faults import parse_fault_spec
     from afo_runbook.refstack.runbook_toml import render_runbook_toml
     from afo_runbook.refstack.services import SERVICES
-    from afo_runbook.refstack.stack import Stack, StackError, free_ports, port_is_free
+    from afo_runbook.refstack.stack import Stack, free_ports, port_is_free
 
     state = Path(args.state_dir).absolute()
     state.mkdir(parents=True, exist_ok=True)
@@ -46,23 +51,51 @@ def _demo(args: argparse.Namespace) -> int:
     for spec in args.fault:
         service, fault, value = parse_fault_spec(spec)
         faults.setdefault(service, {})[fault] = value
-    stack = Stack(state, ports=ports, env_file=env_file, faults=faults)
+    engine = _docker_engine(required=args.docker)
+    if engine is None and args.docker:
+        return 3
+    if engine is not None:
+        from afo_runbook.refstack.docker_stack import DockerStack
+
+        stack: Any = DockerStack(state / "containers", ports=ports, env_file=env_file,
+                                 faults=faults, client=engine)
+        kind = "containers afo-core, afo-aux, afo-dashboard"
+    else:
+        print("afo-runbook demo: no Docker engine answers, so 1.4 (containers) is left out; "
+              "start one (or set DOCKER_HOST) and run `python3 tasks.py demo --docker` "
+              "to observe the containerised stack too", flush=True)
+        stack = Stack(state, ports=ports, env_file=env_file, faults=faults)
+        kind = "processes"
     try:
         stack.start()
-    except StackError as exc:
+    except Exception as exc:  # noqa: BLE001 - StackError, ImageError, the engine's errors
         print(f"afo-runbook demo: cannot start the reference stack: {exc}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            stack.stop()
         return 3
     try:
         config = state / "runbook.toml"
         config.write_text(render_runbook_toml(stack), encoding="utf-8")
-        print(f"afo-runbook demo: reference stack up ({', '.join(stack.urls.values())}); "
-              f"config {config}", flush=True)
+        print(f"afo-runbook demo: reference stack up as {kind} "
+              f"({', '.join(stack.urls.values())}); config {config}", flush=True)
         argv = [sys.executable, "-m", "pytest", "-m", "observe", "--runbook-config",
                 str(config), *args.pytest_args]
         return subprocess.call(argv, cwd=REPO_ROOT)
     finally:
         if not args.keep:
             stack.stop()
+
+
+def _docker_engine(required: bool) -> Any:
+    """A client for the engine at DOCKER_HOST (or the default socket), or None."""
+    try:
+        from afo_runbook.probes.docker import DockerUnavailable, connect
+
+        return connect(5)
+    except DockerUnavailable as exc:
+        if required:
+            print(f"afo-runbook demo --docker: no Docker engine: {exc}", file=sys.stderr)
+        return None
 
 
 EXP_007_TTR_S = 45.0  # the runbook's drill: "Rollback completed in 45 seconds"
@@ -194,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fault", action="append", default=[], metavar="SERVICE:FAULT[=V]",
                       help="start the stack with a fault, e.g. api:guard-open (repeatable)")
     demo.add_argument("--keep", action="store_true", help="leave the stack running")
+    demo.add_argument("--docker", action="store_true",
+                      help="run the stack as containers and observe 1.4 too (the default "
+                      "when a Docker engine answers)")
     demo.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="more pytest arguments, after --")
     demo.set_defaults(handler=_demo)
@@ -219,9 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]
+    if unknown:
+        if not hasattr(args, "pytest_args"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.pytest_args = [*unknown, *args.pytest_args]  # `demo --runbook-json X`: pytest's
     return int(args.handler(args))
 
 

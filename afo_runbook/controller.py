@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from afo_runbook.engine import MODULE_GROUPS
-from afo_runbook.report import option_path
+from afo_runbook.report import option_path, verdict_first
 from afo_runbook.results import GROUPS, PROBE_ERROR
 from afo_runbook.verdict import (
     FALLBACK_SYMPTOM,
@@ -136,6 +136,9 @@ class RunbookController:
         # first line failed somewhere, so say so loudly.
         artifacts = [self.run.json_path, option_path(config, "htmlpath"),
                      option_path(config, "xmlpath")]
+        html = option_path(config, "htmlpath")
+        if html is not None and html.exists():
+            verdict_first(html)
         for path in artifacts:
             if path is not None and self.run.redactor.file(path):
                 print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")

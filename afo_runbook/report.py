@@ -111,7 +111,7 @@ def verdict_html(verdict: Verdict, budgets: Any, incident_md: str | None) -> str
     colour = "green" if verdict.green and not verdict.failing() else "red"
     title = ("monitor: all checks green" if verdict.decision == "monitor"
              else f"{verdict.decision} (priority {verdict.priority})")
-    parts = [STYLE, f'<div id="runbook-verdict" class="runbook-verdict {colour}">',
+    parts = [VERDICT_START, STYLE, f'<div id="runbook-verdict" class="runbook-verdict {colour}">',
              f"<h2>Runbook verdict: {_e(title)}</h2>",
              f"<p>Observed {_e(iso(verdict.started_at))}; config {_e(verdict.config_path)}"]
     if verdict.incident_id:
@@ -136,6 +136,9 @@ def verdict_html(verdict: Verdict, budgets: Any, incident_md: str | None) -> str
         parts.append('<p class="runbook-degraded">Degraded (passed, with a warning):</p><ul>'
                      + "".join(f"<li>{_e(item['message'])}</li>" for item in degraded)
                      + "</ul>")
+    from afo_runbook.timeline import svg
+
+    parts.append(svg(verdict.checks, budgets, verdict.duration_s))
     parts.append("<table><tr><th>phase</th><th>took</th><th>runbook limit</th></tr>")
     for phase, seconds, limit in phase_timings(verdict, budgets):
         took = "not run" if seconds is None else f"{seconds:.2f} s"
@@ -150,8 +153,36 @@ def verdict_html(verdict: Verdict, budgets: Any, incident_md: str | None) -> str
         parts.append(f"<p><i>deselected: {_e(item['group'])}: {_e(item['reason'])}</i></p>")
     if incident_md:
         parts.append(f"<p>Incident report: {_e(incident_md)}</p>")
-    parts.append("</div>")
+    parts.append(f"</div>{VERDICT_END}")
     return "".join(parts)
+
+
+VERDICT_START, VERDICT_END = "<!-- runbook-verdict -->", "<!-- /runbook-verdict -->"
+
+
+def verdict_first(path: Path) -> bool:
+    """Move the verdict box (pytest-html puts it in the summary, below its environment
+    table) to the top of the body: the first thing a reader of the incident issue sees."""
+    try:
+        page = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    start, end = page.find(VERDICT_START), page.find(VERDICT_END)
+    body = page.find("<body>")
+    if min(start, end, body) < 0 or start < body:
+        return False
+    block = page[start:end + len(VERDICT_END)]
+    page = page[:start] + page[end + len(VERDICT_END):]
+    at = page.find("<body>") + len("<body>")
+    page = page[:at] + block + page[at:]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _recovery_html(recovery: dict[str, Any]) -> str:
