@@ -12,10 +12,17 @@ Two files, written together under one lock:
 Every event is written with a single write() per file under a filelock and fsynced before the
 lock is released: concurrent runs and xdist workers never interleave or tear a line, and a run
 killed with SIGKILL leaves every earlier line whole. Text is redacted before it is written.
+
+The JSONL twin is tamper-evident: each event carries `prev`, the SHA-256 of the previous
+line's bytes (the first line: of GENESIS), computed under the same lock, so concurrent writers
+still make one chain. `afo-runbook log verify` names the first line that was changed, removed
+or inserted, and `afo-runbook metrics` refuses a broken chain: an MTTR cannot be improved by
+deleting an incident.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -30,6 +37,7 @@ from filelock import FileLock, Timeout
 from afo_runbook.verdict import iso
 
 LOCK_TIMEOUT = 10.0
+GENESIS = b"afo-runbook incident log, chain v1"
 
 
 class IncidentLogError(Exception):
@@ -62,9 +70,11 @@ class Event:
                 for line in self.lines)
         return "".join(f"{stamp}: {line} [{self.incident_id}]\n" for line in flat)
 
-    def json_line(self) -> str:
+    def json_line(self, prev: str = "") -> str:
         record = {"ts": iso(self.at), "at": round(self.at, 3), "event": self.kind,
                   "incident_id": self.incident_id, **self.data}
+        if prev:
+            record["prev"] = prev
         return json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
 
 
@@ -77,12 +87,13 @@ class IncidentLog:
 
     def append(self, event: Event) -> None:
         text = self.redact(event.text()).encode("utf-8")
-        record = self.redact(event.json_line()).encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
+                # The chain link is read and written under the lock: one chain, any writers.
+                record = self.redact(event.json_line(line_hash(_last_line(self.jsonl))))
                 _append(self.path, text)
-                _append(self.jsonl, record)
+                _append(self.jsonl, record.encode("utf-8"))
         except Timeout:
             raise IncidentLogError(f"{self.path}: locked by another writer for "
                                    f"{LOCK_TIMEOUT:g} s") from None
@@ -124,6 +135,96 @@ class IncidentLog:
                     and record.get("closed") and float(record.get("at", 0)) >= since):
                 found = record
         return found
+
+
+def line_hash(line: bytes | None) -> str:
+    """The link to a line: SHA-256 of its bytes without the newline (None: the genesis)."""
+    return hashlib.sha256(GENESIS if line is None else line.rstrip(b"\n")).hexdigest()
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last complete line of a file, read from its end (None: empty or missing)."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            if end == 0:
+                return None
+            chunk, position = b"", end
+            while position > 0:
+                step = min(4096, position)
+                position -= step
+                fh.seek(position)
+                chunk = fh.read(step) + chunk
+                body = chunk[:-1] if chunk.endswith(b"\n") else chunk
+                newline = body.rfind(b"\n")
+                if newline != -1:
+                    return body[newline + 1:]
+            return chunk.rstrip(b"\n")
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class ChainReport:
+    lines: int
+    legacy: int  # leading lines from before the chain (no `prev`), accepted as they are
+    problem: str | None = None  # the first break, naming its line
+
+    @property
+    def whole(self) -> bool:
+        return self.problem is None
+
+
+def verify_chain(jsonl: Path) -> ChainReport:
+    """Check every `prev` link; the first break names the line changed, removed or inserted."""
+    try:
+        raw = jsonl.read_bytes()
+    except FileNotFoundError:
+        return ChainReport(0, 0)
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines and _prev_of(lines[-1]) is None:
+        lines.pop()  # a torn trailing fragment (an older version's interrupted write): ignored
+    hashes = [line_hash(None)] + [line_hash(line) for line in lines]  # hashes[i]: before i
+    legacy, chained = 0, False
+    for index, line in enumerate(lines):
+        number = index + 1
+        prev = _prev_of(line)
+        if prev is None:
+            if chained:
+                return ChainReport(len(lines), legacy, f"line {number}: has no chain link: "
+                                   "it was inserted, or changed")
+            legacy += 1
+            continue
+        chained = True
+        if prev == hashes[index]:
+            continue
+        earlier = [j for j in range(index) if hashes[j] == prev]
+        if earlier and earlier[-1] == index - 1:
+            # This line skips the one before it: that one was inserted, unless the next line
+            # links to it, and this one is the intruder sharing its predecessor.
+            following = _prev_of(lines[index + 1]) if index + 1 < len(lines) else None
+            intruder = number if following == hashes[index] else number - 1
+            problem = f"line {intruder}: inserted (it breaks the chain's order)"
+        elif earlier:
+            problem = (f"lines {earlier[-1] + 1}-{number - 1}: inserted (line {number} links "
+                       f"to line {earlier[-1]})")
+        elif number == 1:
+            problem = "line 1: does not link to the start of the log: a line before it was removed"
+        else:
+            problem = (f"line {number - 1}: changed, or a line after it was removed (line "
+                       f"{number} does not link to it)")
+        return ChainReport(len(lines), legacy, problem)
+    return ChainReport(len(lines), legacy)
+
+
+def _prev_of(line: bytes) -> str | None:
+    try:
+        prev = json.loads(line).get("prev")
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, too deep
+        return None
+    return prev if isinstance(prev, str) else None
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -172,3 +273,39 @@ def recovery_event(target: str, incident_id: str, at: float, *, action: str, out
             "closed": closed, "ttr_s": None if ttr_s is None else round(ttr_s, 3),
             "detail": detail, "steps": list(steps)}
     return Event("recovery", at, incident_id, [line], data)
+
+
+# -- `afo-runbook log verify` --------------------------------------------------------------------
+
+
+def add_log_parser(subparsers: Any) -> None:
+    """`afo-runbook log verify [--log PATH | --runbook-config PATH]`: check the hash chain."""
+    log = subparsers.add_parser("log", help="the incident log: `log verify` checks its chain")
+    actions = log.add_subparsers(dest="log_command", required=True)
+    verify = actions.add_parser("verify", help="exit 0 if the chain is whole, 1 naming the "
+                                "first line changed, removed or inserted")
+    source = verify.add_mutually_exclusive_group()
+    source.add_argument("--log", metavar="PATH", help="the text log (its .jsonl twin is read)")
+    source.add_argument("--runbook-config", metavar="PATH",
+                        help="read [incident_log] path from this runbook.toml")
+    verify.set_defaults(handler=verify_command)
+
+
+def verify_command(args: Any) -> int:
+    from afo_runbook.metrics import UsageError, _log_paths
+
+    try:
+        _, jsonl = _log_paths(args)
+        report = verify_chain(jsonl)
+    except UsageError as exc:
+        print(f"afo-runbook log verify: {exc}")
+        return 2
+    except OSError as exc:
+        print(f"afo-runbook log verify: cannot read {exc.filename}: {exc.strerror or exc}")
+        return 2
+    if report.whole:
+        legacy = f" ({report.legacy} older lines before the chain)" if report.legacy else ""
+        print(f"{jsonl}: the chain is whole: {report.lines} events{legacy}")
+        return 0
+    print(f"{jsonl}: the chain is broken: {report.problem}")
+    return 1

@@ -641,6 +641,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     parser.add_argument("--html", metavar="PATH",
                         help="also write a self-contained HTML page with a chart")
+    parser.add_argument("--allow-broken-log", action="store_true",
+                        help="compute even when the log's hash chain is broken (see "
+                             "`afo-runbook log verify`); the numbers may then be wrong")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -742,6 +745,20 @@ def _run(args: argparse.Namespace) -> int:
     else:
         now = float(math.floor(datetime.now(UTC).timestamp()))  # whole seconds read better
     text_log, jsonl = _log_paths(args)
+    from afo_runbook.incident_log import verify_chain
+
+    try:
+        chain = verify_chain(jsonl)
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename or jsonl}: "
+                         f"{exc.strerror or exc}") from None
+    if not chain.whole:
+        if not getattr(args, "allow_broken_log", False):
+            raise UsageError(f"{jsonl}: the hash chain is broken at {chain.problem}; "
+                             "refusing to compute targets from a log that was edited "
+                             "(pass --allow-broken-log to compute anyway)")
+        print(f"{PROG}: WARNING: {jsonl}: the hash chain is broken at {chain.problem}",
+              file=sys.stderr)
     try:
         events, malformed = load_events(jsonl)
         weekly = weekly_lines(text_log)
