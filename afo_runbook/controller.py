@@ -4,8 +4,6 @@ verdict and scrubs the artifacts."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from afo_runbook.engine import MODULE_GROUPS
-from afo_runbook.report import option_path, verdict_first
+from afo_runbook.report import option_path, verdict_first, write_atomic
 from afo_runbook.results import GROUPS, PROBE_ERROR
 from afo_runbook.verdict import (
     FALLBACK_SYMPTOM,
@@ -105,15 +103,23 @@ class RunbookController:
                     evidence=data["evidence"], recovery=None)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        verdict = self.finish()
-        if self.run.json_path is not None:
-            try:
-                write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
-            except OSError as exc:
-                self.run.notes.append(f"verdict JSON NOT written to {self.run.json_path}: "
-                                      f"{exc.strerror or exc}")
-                self.run.json_path = None
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        _html_written_whole(self.config, self.run)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):  # type: ignore[no-untyped-def]
+        verdict = self.finish()  # before the other plugins: incident.md, the report, the exit
+        try:
+            return (yield)
+        finally:
+            # Last, so that what they could not write is in it (artifact_errors).
+            if self.run.json_path is not None:
+                try:
+                    write_json(verdict, self.run.json_path, redact=self.run.redactor.data)
+                except OSError as exc:
+                    self.run.notes.append(f"verdict JSON NOT written to {self.run.json_path}: "
+                                          f"{exc.strerror or exc}")
+                    self.run.json_path = None
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: print after pytest's summary
     def pytest_terminal_summary(self, terminalreporter: Any):  # type: ignore[no-untyped-def]
@@ -140,8 +146,12 @@ class RunbookController:
         if html is not None and html.exists():
             verdict_first(html)
         for path in artifacts:
-            if path is not None and self.run.redactor.file(path):
-                print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
+            try:
+                if path is not None and self.run.redactor.file(path):
+                    print(f"afo-runbook: WARNING: scrubbed a secret out of {path}")
+            except OSError as exc:
+                print(f"afo-runbook: could not check {path} for the secret: "
+                      f"{exc.strerror or exc}")
         self._refresh_latest()
 
     def _refresh_latest(self) -> None:
@@ -151,9 +161,35 @@ class RunbookController:
         for source in (run.html_path, run.json_path):
             if source is not None and source.exists():
                 latest = run.reports_dir / f"{LATEST}{source.suffix}"
-                tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, latest)
+                try:
+                    write_atomic(latest, source.read_bytes())
+                except OSError as exc:  # a full disk: one line, never a traceback
+                    print(f"afo-runbook: {latest} NOT refreshed: {exc.strerror or exc}")
+
+
+def _html_written_whole(config: pytest.Config, run: RunbookRun) -> None:
+    """pytest-html writes its report in place, and raises on a full disk (a traceback, a torn
+    file). Its writer is replaced by an atomic one that notes a failure instead."""
+    for plugin in config.pluginmanager.get_plugins():
+        if not (hasattr(plugin, "_write_report") and hasattr(plugin, "_report_path")):
+            continue
+
+        planned = run.html_path
+
+        def write(rendered: str, plugin: Any = plugin, planned: Path | None = planned) -> None:
+            try:
+                write_atomic(plugin._report_path, rendered.encode("utf-8"))
+                run.html_path = planned  # whole again (pytest-html rewrites it as it goes)
+            except OSError as exc:
+                note = (f"HTML evidence record NOT written to {plugin._report_path}: "
+                        f"{exc.strerror or exc}")
+                if note not in run.notes:
+                    run.notes.append(note)
+                    if run.verdict is not None:
+                        run.verdict.artifact_errors.append(note)
+                run.html_path = None
+
+        plugin._write_report = write
 
 
 def _our_network_down(records: dict[str, CheckRecord]) -> None:

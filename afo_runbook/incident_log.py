@@ -22,6 +22,7 @@ deleting an incident.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -85,20 +86,37 @@ class IncidentLog:
         self.redact = redact
         self._lock = FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT)
 
-    def append(self, event: Event) -> None:
-        text = self.redact(event.text()).encode("utf-8")
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the log's lock across a read, a decision and an append (one step); appends
+        inside take it again (it is reentrant)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
-                # The chain link is read and written under the lock: one chain, any writers.
-                record = self.redact(event.json_line(line_hash(_last_line(self.jsonl))))
-                _append(self.path, text)
-                _append(self.jsonl, record.encode("utf-8"))
+                yield
         except Timeout:
             raise IncidentLogError(f"{self.path}: locked by another writer for "
                                    f"{LOCK_TIMEOUT:g} s") from None
         except OSError as exc:
             raise IncidentLogError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+
+    def append(self, event: Event) -> None:
+        """Both files get the whole event, or neither gets any of it: a write that fails
+        (ENOSPC, EFBIG, EIO) is undone by truncating back to the sizes they had."""
+        text = self.redact(event.text()).encode("utf-8")
+        with self.locked():
+            # The chain link is read and written under the lock: one chain, any writers.
+            record = self.redact(event.json_line(line_hash(_last_line(self.jsonl))))
+            sizes = {path: _size(path) for path in (self.path, self.jsonl)}
+            try:
+                _append(self.path, text)
+                _append(self.jsonl, record.encode("utf-8"))
+            except OSError as exc:
+                for path, size in sizes.items():
+                    with contextlib.suppress(OSError):
+                        _truncate(path, size)
+                raise IncidentLogError(f"{self.path}: cannot write: {exc.strerror or exc}; "
+                                       "nothing of this event was recorded") from None
 
     def events(self) -> Iterator[dict[str, Any]]:
         """The JSONL events, oldest first; malformed lines are skipped."""
@@ -115,17 +133,20 @@ class IncidentLog:
             return  # nothing readable; a write will say what is wrong
 
     def open_incident(self, target: str) -> dict[str, Any] | None:
-        """The newest incident for `target` that no recovery has closed yet."""
-        current: dict[str, Any] | None = None
+        """The oldest incident of `target` that no recovery has closed (its first event).
+
+        Every incident of the target counts: a closed first incident must not hide a later
+        one that is still open (older logs may hold two for one outage)."""
+        open_ones: dict[str, dict[str, Any]] = {}
         for record in self.events():
             if record.get("target") != target:
                 continue
-            if record["event"] == "incident" and current is None:
-                current = record
-            elif record["event"] == "recovery" and record.get("closed") and current and \
-                    record.get("incident_id") == current.get("incident_id"):
-                current = None
-        return current
+            incident_id = record.get("incident_id")
+            if record["event"] == "incident":
+                open_ones.setdefault(incident_id, record)
+            elif record["event"] == "recovery" and record.get("closed"):
+                open_ones.pop(incident_id, None)
+        return next(iter(open_ones.values()), None)
 
     def recovered_since(self, target: str, since: float) -> dict[str, Any] | None:
         """A recovery of `target` that closed its incident after `since` (another run's)."""
@@ -227,9 +248,24 @@ def _prev_of(line: bytes) -> str | None:
     return prev if isinstance(prev, str) else None
 
 
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+def _size(path: Path) -> int:
     try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _truncate(path: Path, size: int) -> None:
+    if path.exists():
+        os.truncate(path, size)
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            data = b"\n" + data  # an older version's torn line: never glue onto it
         view = memoryview(data)
         while view:  # a short write continues where it stopped, still under the lock
             written = os.write(fd, view)

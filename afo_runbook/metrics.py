@@ -23,8 +23,9 @@ W = [now - L, now].
   Incident i: all events sharing one incident_id, however many incident events repeat it.
     start(i)     = the smallest `observed_at` of its incident events (`at` where absent):
                    its first failing observation.
-    close(i)     = the smallest `at` of its recovery events with `closed: true`; with none,
-                   i is open.
+    close(i)     = the smallest `at` of its recovery events with `closed: true` (an automatic
+                   "recovered" one first, when an older log holds a manual close too);
+                   with none, i is open.
     end(i)       = max(start(i), close(i)) if closed, else now (an open incident is down
                    until the window ends).
     automatic(i) = i is closed and the recovery event that closed it has `automatic: true`
@@ -38,7 +39,9 @@ W = [now - L, now].
   Targets overlapping in time count once.
 
   MTTR                    = mean of end(i) - start(i) over the i in I with
-                            now - L <= close(i) <= now; none closed: "n/a" (met).
+                            now - L <= close(i) <= now, and of now - start(i) over the open
+                            i in I (counted at their age so far: an incident open longer
+                            than the target already misses it); I empty: "n/a" (met).
                             Target: MTTR < 5 min (300 s).
   availability            = 100 * (1 - |D| / L) %, rounded to 9 decimals.
                             Target: availability > 99.9 %.
@@ -307,12 +310,17 @@ def compute(events: Iterable[dict[str, Any]], *, now: float, window_s: float,
     incidents: list[Incident] = []
     intervals: list[tuple[float, float]] = []
     mttr_samples: list[float] = []
+    open_ages: list[float] = []
     for incident_id, found in incident_events.items():
         start = min(e["observed_at"] for e in found)
         if start > now:
             continue
         own = recoveries.get(incident_id, [])
-        closing = min((e for e in own if e["closed"]), key=lambda e: e["at"], default=None)
+        closes = [e for e in own if e["closed"]]
+        # One close per incident now; an older log may hold a manual "resolved" beside the
+        # recovery's "recovered": the automatic one is what happened.
+        automatic_closes = [e for e in closes if e["automatic"] and e["outcome"] == "recovered"]
+        closing = min(automatic_closes or closes, key=lambda e: e["at"], default=None)
         end = max(start, closing["at"]) if closing else now
         if closing and end < window_start:
             continue  # over before the window began
@@ -321,6 +329,8 @@ def compute(events: Iterable[dict[str, Any]], *, now: float, window_s: float,
             intervals.append(clipped)
         if closing and window_start <= closing["at"] <= now:
             mttr_samples.append(end - start)
+        elif not closing:
+            open_ages.append(now - start)  # still open: counted at its age so far
         symptoms = tuple(dict.fromkeys(s for e in found for s in e["symptoms"]))
         incidents.append(Incident(
             id=incident_id, target=found[0]["target"], started_at=start,
@@ -335,7 +345,7 @@ def compute(events: Iterable[dict[str, Any]], *, now: float, window_s: float,
     incidents.sort(key=lambda i: (i.started_at, i.id))
     union = _merge(intervals)
     downtime = sum(b - a for a, b in union)
-    metrics = _metrics(incidents, mttr_samples, downtime, window_s)
+    metrics = _metrics(incidents, mttr_samples, downtime, window_s, open_ages)
     return Report(label=label or _human(window_s), window_s=window_s, start=window_start,
                   end=now, incidents=tuple(incidents), downtime_s=downtime, metrics=metrics,
                   days=_days(incidents, union, window_start, now), ignored_events=ignored,
@@ -354,11 +364,17 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _metrics(incidents: list[Incident], mttr_samples: list[float], downtime: float,
-             window_s: float) -> tuple[Metric, ...]:
-    mttr = sum(mttr_samples) / len(mttr_samples) if mttr_samples else None
-    still_open = sum(1 for i in incidents if i.closed_at is None)
+             window_s: float, open_ages: list[float] | None = None) -> tuple[Metric, ...]:
+    # An incident still open has already lasted its age: it counts at that age (an open
+    # incident older than the target already misses it); "n/a" only with no incidents.
+    open_ages = open_ages or []
+    samples = mttr_samples + open_ages
+    mttr = sum(samples) / len(samples) if samples else None
     if mttr is None:
-        mttr_display = "n/a" + (f" ({still_open} still open)" if still_open else "")
+        mttr_display = "n/a"
+    elif open_ages:
+        mttr_display = (f"{_duration(mttr)} (over {len(mttr_samples)} closed and "
+                        f"{len(open_ages)} still open, counted at their age so far)")
     else:
         mttr_display = f"{_duration(mttr)} (over {len(mttr_samples)} closed)"
     # Rounded once, so the value shown, the JSON and the comparison all agree at the boundary.

@@ -389,7 +389,13 @@ class EvidenceRecord:
             return
         self._junit_properties(verdict)
         if verdict.failing() and any(c.group != "preflight" for c in verdict.failing()):
-            self._write_incident_md(verdict)
+            try:
+                self._write_incident_md(verdict)
+            except OSError as exc:  # a full disk: a note, never a traceback
+                self.incident_md = None
+                verdict.artifact_errors.append(
+                    f"incident.md NOT written to {exc.filename or 'the reports folder'}: "
+                    f"{exc.strerror or exc}")
 
     def _service_log(self) -> dict[str, Any] | None:
         """4.1 for a process-mode deployment: the service's own log (errors, heartbeats)."""
@@ -442,9 +448,21 @@ def issue_title(verdict: Verdict) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Whole or not at all: a temp file in the same folder, renamed; removed on failure."""
+    write_atomic(path, text.encode("utf-8"))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def option_path(config: pytest.Config, name: str) -> Path | None:

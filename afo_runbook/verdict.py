@@ -71,6 +71,7 @@ class Verdict:
     incident_id: str | None = None
     incident_log_error: str | None = None
     decided_at: float = field(default_factory=time.time)
+    artifact_errors: list[str] = field(default_factory=list)  # files that could not be written
 
     @property
     def green(self) -> bool:
@@ -111,6 +112,7 @@ class Verdict:
             "recovery": self.recovery,
             "incident_id": self.incident_id,
             "incident_log_error": self.incident_log_error,
+            "artifact_errors": self.artifact_errors,
             "checks": [c.as_json() for c in self.checks],
         }
 
@@ -147,8 +149,12 @@ def write_json(verdict: Verdict, path: Path, redact: Any = None) -> None:
         data = redact(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no stray half file
+        raise
 
 
 def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
@@ -200,4 +206,6 @@ def summary_lines(verdict: Verdict) -> list[tuple[str, dict[str, bool]]]:
         lines.append((f"incident: {verdict.incident_id}", {}))
     if verdict.incident_log_error:
         lines.append((f"incident log NOT written: {verdict.incident_log_error}", red))
+    for error in verdict.artifact_errors:
+        lines.append((f"artifact NOT written: {error}", red))
     return lines

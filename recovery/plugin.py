@@ -11,6 +11,8 @@ Once the observe run is decided (in the controller only, never in an xdist worke
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +77,7 @@ def pytest_runbook_verdict(config: pytest.Config, run: Any, verdict: Any) -> Non
     log = IncidentLog(incident_log_path(run.config), redact=run.redactor.text)
     target = str(run.config.path)
     try:
-        _record_evidence(log, target, run, verdict)
+        _record_evidence(config, log, target, run, verdict)
     except IncidentLogError as exc:
         verdict.incident_log_error = str(exc)
         _say(config, f"afo-runbook: the incident log cannot be written: {exc}", red=True)
@@ -91,25 +93,66 @@ def pytest_runbook_verdict(config: pytest.Config, run: Any, verdict: Any) -> Non
     _recover(config, run, verdict, log, target)
 
 
-def _record_evidence(log: IncidentLog, target: str, run: Any, verdict: Any) -> None:
+def _record_evidence(config: pytest.Config, log: IncidentLog, target: str, run: Any,
+                     verdict: Any) -> None:
+    """Read the open incident, decide the id and append, as one step under the log's lock:
+    two red runs at once on one target open one incident, not two."""
     from afo_runbook.incident_log import incident_event, new_incident_id, recovery_event
 
-    now = time.time()
-    open_incident = log.open_incident(target)
-    if not verdict.green:
-        incident_id = open_incident["incident_id"] if open_incident else new_incident_id(now)
-        verdict.incident_id = incident_id
-        # the incident began at its first failing observation, maybe an earlier run's
-        run.extras["incident_first_at"] = float(
-            open_incident.get("observed_at", verdict.started_at) if open_incident
-            else verdict.started_at)
-        log.append(incident_event(verdict, target, incident_id, now))
-    elif open_incident and _complete(run, verdict):
-        # Someone fixed it by hand (or it healed): the incident ends at this observation.
-        log.append(recovery_event(
-            target, open_incident["incident_id"], now, action="none", outcome="resolved",
-            automatic=False, closed=True, ttr_s=None,
-            detail="observed green again without an automatic recovery"))
+    with log.locked():
+        now = time.time()
+        open_incident = log.open_incident(target)
+        _race_delay()
+        if not verdict.green:
+            incident_id = open_incident["incident_id"] if open_incident else new_incident_id(now)
+            verdict.incident_id = incident_id
+            # the incident began at its first failing observation, maybe an earlier run's
+            run.extras["incident_first_at"] = float(
+                open_incident.get("observed_at", verdict.started_at) if open_incident
+                else verdict.started_at)
+            log.append(incident_event(verdict, target, incident_id, now))
+        elif open_incident and _complete(run, verdict):
+            owner = recovery_owner(run.config)
+            if owner is not None:
+                # A recovery in progress owns its incident: it closes it, exactly once.
+                _say(config, f"afo-runbook: green, but a recovery is in progress by {owner}; "
+                             f"it closes incident {open_incident['incident_id']}", yellow=True)
+                return
+            # Someone fixed it by hand (or it healed): the incident ends at this observation.
+            log.append(recovery_event(
+                target, open_incident["incident_id"], now, action="none", outcome="resolved",
+                automatic=False, closed=True, ttr_s=None,
+                detail="observed green again without an automatic recovery"))
+
+
+def _race_delay() -> None:
+    """Tests only: widen the read-decide-append window, to show it is one step."""
+    delay = os.environ.get("AFO_RUNBOOK_TEST_RACE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
+def owner_path(config: RunbookConfig) -> Path:
+    path = lock_path(config)
+    return path.with_name(path.name + ".owner")
+
+
+def recovery_owner(config: RunbookConfig) -> str | None:
+    """"pid N" of the run recovering this target right now, or None.
+
+    Read from the owner file the recovering run writes while it holds the lock (never by
+    taking the lock: that could make a starting recovery report "in progress")."""
+    try:
+        pid = int(owner_path(config).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a recovery killed before it could clean up: nobody owns it now
+    except PermissionError:
+        pass  # alive, someone else's
+    return f"pid {pid}"
 
 
 def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
@@ -131,6 +174,9 @@ def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
                                        f"(lock {lock.lock_file}); nothing was touched"}
         _say(config, f"afo-runbook: {verdict.recovery['summary']}", yellow=True)
         return
+    owner = owner_path(run.config)
+    with contextlib.suppress(OSError):  # only for the message of a concurrent green run
+        owner.write_text(f"{os.getpid()}\n")
     try:
         other = log.recovered_since(target, run.started_at)
         if other is not None:
@@ -140,6 +186,7 @@ def _recover(config: pytest.Config, run: Any, verdict: Any, log: IncidentLog,
             return
         _run_action(config, run, verdict, log, target)
     finally:
+        owner.unlink(missing_ok=True)
         lock.release()
 
 
