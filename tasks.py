@@ -70,6 +70,7 @@ SYSTEM_PACKAGES = {
     "chromium-driver": ("/usr/bin/chromedriver",),
     "curl": ("curl",),
     "openssl": ("openssl",),  # test certificates for the TLS checks
+    "docker-compose": ("docker-compose",),  # `docker-compose config` of the compose examples
 }
 
 

@@ -3,7 +3,9 @@
     afo-runbook demo [--fault api:guard-open ...] [--keep] [--docker]   # observe the bundled stack
     afo-runbook drill [--rounds N] [--docker]                # the EXP_007 rollback drill
     afo-runbook incident-issue [reports/incident.md]         # runbook 4.2: open the issue
-    afo-runbook metrics [--window 7d] [--html PATH]          # runbook 6: the monthly targets
+    afo-runbook metrics [--window 7d] [--html PATH] [--prom PATH]  # runbook 6: the targets
+    afo-runbook log verify [--log PATH]                      # the incident log's hash chain
+    afo-runbook init --from-compose docker-compose.yml [--service NAME] [-o runbook.toml]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import secrets
 import shlex
 import shutil
@@ -217,6 +220,51 @@ def _incident_issue(args: argparse.Namespace) -> int:
     return created.returncode
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    """`afo-runbook metrics`: afo_runbook.metrics's command, plus `--prom PATH`."""
+    from afo_runbook import metrics
+
+    if args.prom is None:
+        return metrics.run(args)
+    target = Path(args.prom).expanduser()
+    if not args.prom.strip() or not target.name:
+        print(f"{metrics.PROG}: --prom {args.prom!r}: not a file path", file=sys.stderr)
+        return metrics.EXIT_USAGE
+    if args.now is None:
+        # One `now` for the markdown, JSON, HTML and the text file: the same windows. A line
+        # appended to the log meanwhile is later than `now`, so neither reading counts it.
+        args.now = str(math.floor(time.time()))
+    code = metrics.run(args)
+    if code == metrics.EXIT_USAGE:
+        return code
+    try:
+        reports = _target_reports(args)
+        from afo_runbook.outputs import prometheus
+
+        prometheus.write_textfile(prometheus.targets_registry(reports), target)
+    except metrics.UsageError as exc:
+        print(f"{metrics.PROG}: {exc}", file=sys.stderr)
+        return metrics.EXIT_USAGE
+    except OSError as exc:
+        print(f"{metrics.PROG}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+        return metrics.EXIT_USAGE
+    return code
+
+
+def _target_reports(args: argparse.Namespace) -> list[Any]:
+    """The per-window reports `metrics.run` printed, computed by afo_runbook.metrics itself
+    from the same log, windows and `now`."""
+    from dataclasses import replace
+
+    from afo_runbook import metrics
+
+    now = metrics.parse_now(args.now)
+    _, jsonl = metrics._log_paths(args)
+    events, _ = metrics.load_events(jsonl)
+    return [replace(metrics.compute(events, now=now, window_s=size, label=label), spec=spec)
+            for spec, size, label in metrics._windows(args.window)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="afo-runbook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,8 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--dry-run", action="store_true", help="print the command only")
     issue.set_defaults(handler=_incident_issue)
     from afo_runbook import metrics
+    from afo_runbook.incident_log import add_log_parser
 
-    metrics.add_parser(commands)
+    add_log_parser(commands)
+    targets = metrics.add_parser(commands)
+    targets.add_argument("--prom", metavar="PATH",
+                         help="also write the numbers as a Prometheus text file (node_exporter's "
+                              "textfile collector), atomically")
+    targets.set_defaults(handler=_metrics)
+    from afo_runbook import compose_init
+
+    compose_init.add_parser(commands)  # `init --from-compose`: a runbook.toml from compose
     return parser
 
 
