@@ -113,6 +113,8 @@ class Redactor:
     def _edges(self, value: str) -> str:
         """A string cut out of a longer one (an excerpt, a first line) can end with the start
         of a secret, or begin with its end: scrub such fragments of 8 characters or more."""
+        if len(value) < EDGE_FRAGMENT:
+            return value
         for secret in self._values:
             if len(secret) <= EDGE_FRAGMENT:
                 continue
