@@ -114,15 +114,28 @@ def _norm(mapping: str) -> str:
     return mapping if "/" in mapping else f"{mapping}/tcp"
 
 
+def _split_mapping(mapping: str) -> tuple[str | None, str]:
+    """`127.0.0.1:8010:8010/tcp` -> ("127.0.0.1", "8010:8010/tcp"); `[::1]:8010:...` -> ("[::1]",
+    ...); `8010:8010/tcp` -> (None, "8010:8010/tcp")."""
+    if mapping.startswith("["):
+        ip, _, rest = mapping.partition("]:")
+        return f"{ip}]", rest
+    parts = mapping.split(":")
+    if len(parts) == 3:
+        return parts[0], f"{parts[1]}:{parts[2]}"
+    return None, mapping
+
+
 def _ports_problem(expected: set[str], published: set[str]) -> str | None:
     """Published `host:container/proto` must equal the expected set; an expected mapping
-    that names a host IP (`127.0.0.1:8010:8010/tcp`) must also be bound to that IP."""
+    that names a host IP (`127.0.0.1:8010:8010/tcp`, `[::1]:8010:8010/tcp`) must also be bound
+    to that IP."""
     want = {_norm(p) for p in expected}
-    plain_want = {p.split(":", p.count(":") - 1)[-1] for p in want}
-    plain_have = {p for p in published if p.count(":") == 1}
+    plain_want = {_split_mapping(p)[1] for p in want}
+    plain_have = {p for p in published if _split_mapping(p)[0] is None}
     missing = sorted(plain_want - plain_have)
-    missing += sorted(p for p in want if p.count(":") == 2 and p not in published
-                      and p.split(":", 1)[1] in plain_have)
+    missing += sorted(p for p in want if _split_mapping(p)[0] is not None
+                      and p not in published and _split_mapping(p)[1] in plain_have)
     extra = sorted(plain_have - plain_want)
     if not missing and not extra:
         return None

@@ -41,7 +41,9 @@ def cmdline(pid: int) -> list[str] | None:
         return None
     if not raw:
         return None  # a zombie, or a kernel thread
-    return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
+    # Each argument ends in one NUL: drop only the last one (an empty last argument stays).
+    body = raw[:-1] if raw.endswith(b"\0") else raw
+    return [part.decode(errors="replace") for part in body.split(b"\0")]
 
 
 def runs_command(pid: int, argv: list[str]) -> bool:

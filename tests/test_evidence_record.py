@@ -100,6 +100,41 @@ def test_green_report_shows_verdict_and_every_checks_evidence(stack, config_for,
     assert not (html.parent / "incident.md").exists()  # green: no incident report
 
 
+def test_report_opens_with_the_verdict_and_a_rendered_timeline(stack, config_for, observe,
+                                                              browser, tmp_path):
+    """The verdict box is the first thing on the page (before pytest-html's environment
+    table), and its timeline SVG renders: one bar per check, coloured by outcome."""
+    from selenium.webdriver.common.by import By
+
+    stack.set_fault("api", "health-500")
+    result, html, _ = observe(config_for())
+    browser.set_window_size(1200, 900)
+    browser.get(html.as_uri())
+    verdict = browser.find_element(By.ID, "runbook-verdict")
+    title = browser.find_element(By.ID, "title")
+    environment = browser.find_element(By.ID, "environment")
+    first = browser.execute_script(
+        "return [...document.body.children].find("
+        "e => e.getBoundingClientRect().height > 0).id")
+    assert first == "runbook-verdict"
+    assert verdict.location["y"] < title.location["y"] < environment.location["y"]
+    timeline = browser.find_element(By.ID, "runbook-timeline")
+    assert timeline.is_displayed()
+    assert timeline.size["width"] > 400
+    assert timeline.size["height"] > 0
+    bars = timeline.find_elements(By.CSS_SELECTOR, "rect.runbook-bar")
+    assert len(bars) == len(result.verdict["checks"]) == 7
+    fills = {bar.get_attribute("class").split()[-1]: bar.get_attribute("fill") for bar in bars}
+    assert fills == {"passed": "#2a2", "failed": "#c22"}
+    assert all(float(bar.get_attribute("width")) >= 1 for bar in bars)
+    shot = tmp_path / "report.png"
+    assert browser.get_screenshot_as_file(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the timeline's own pixels: cropped from the page, not blank
+    png = timeline.screenshot_as_png
+    assert len(png) > 1000
+
+
 def test_red_report_names_symptom_rows_and_incident(stack, config_for, observe, browser):
     stack.set_fault("api", "guard-open")
     _result, html, reports = observe(config_for())
@@ -114,7 +149,10 @@ def test_red_report_names_symptom_rows_and_incident(stack, config_for, observe, 
     assert "200" in evidence
     incident = (reports / "incident.md").read_text()
     assert "**Root Cause:** secret missing" in incident
-    assert html.name in incident or "observe-" in incident
+    # the run's own timestamped record, not the observe-latest copy that the next run replaces
+    [record] = [p for p in reports.glob("observe-*.html") if p != html]
+    assert f"HTML evidence record: {record.name} (attach it to this issue)" in incident
+    assert (reports / f"{record.stem}.incident.md").read_text() == incident
 
 
 def test_recovered_report_shows_steps_and_ttr(stack, recovery_config, observe, browser):

@@ -4,6 +4,10 @@ is a second line of defence; these tests also require that it never had to act."
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 VERBOSE = ("-vv", "-rA", "--tb=long", "--junitxml")
@@ -46,14 +50,70 @@ def test_secret_appears_in_no_output(source, outcome, stack, config_dict, write_
     assert sent.startswith("the configured secret (from ")
 
 
-def test_wrong_secret_is_random_each_run(stack, config_for, run_suite):
-    """The runbook's fixed word WRONG could be somebody's secret; ours is never the same."""
-    config = str(config_for())
-    first = run_suite("-m", "guard", "-n", "0", "--runbook-config", config)
-    second = run_suite("-m", "guard", "-n", "0", "--runbook-config", config)
-    for result in (first, second):
-        assert result.check("guard[wrong-secret]")["evidence"]["sent"] == "a random wrong value"
-        assert "WRONG" not in result.output
+class RecordingGuard(ThreadingHTTPServer):
+    """A guard on loopback that behaves like the real one (401 without the secret or with a
+    wrong one, 200 with it) and records every header value it was sent, in memory only."""
+
+    daemon_threads = True
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.sent: list[str | None] = []
+        guard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                value = self.headers.get("X-Internal-Secret")
+                guard.sent.append(value)
+                status = 200 if value == guard.secret else 401
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api/revalidate/status"
+
+
+@pytest.fixture
+def recording_guard(suite_env_file) -> Iterator[RecordingGuard]:
+    secret = suite_env_file.read_text().strip().split("=", 1)[1]
+    server = RecordingGuard(secret)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_wrong_secret_is_random_each_run(recording_guard, suite_env_file, write_runbook,
+                                         run_suite):
+    """The runbook's fixed word WRONG could be somebody's secret; ours is drawn afresh for
+    every run. The guard records what each run really sent: two runs, two different values."""
+    config = write_runbook({"guard": {"url": recording_guard.url,
+                                      "env_file": str(suite_env_file)}})
+    wrong: list[str] = []
+    for _ in range(2):
+        before = len(recording_guard.sent)
+        result = run_suite("-m", "guard", "-n", "0", "--runbook-config", str(config))
+        assert result.rc == 0, result.output
+        sent = recording_guard.sent[before:]
+        assert len(sent) == 3  # no-secret, wrong-secret, right-secret
+        assert sent.count(None) == 1
+        assert sum(value == recording_guard.secret for value in sent) == 1
+        wrong += [v for v in sent if v is not None and v != recording_guard.secret]
+    assert len(wrong) == 2
+    assert wrong[0] != wrong[1]
+    assert all(value.upper() != "WRONG" for value in wrong)
 
 
 def test_junit_carries_symptom_properties(stack, config_for, run_suite):

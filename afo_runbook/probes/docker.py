@@ -125,7 +125,8 @@ def published_ports(attrs: dict[str, Any]) -> set[str]:
             found.add(f"{host_port}:{container_port}")
             ip = binding.get("HostIp", "")
             if ip and ip not in ("0.0.0.0", "::"):  # noqa: S104 - reading, not binding
-                found.add(f"{ip}:{host_port}:{container_port}")
+                shown = f"[{ip}]" if ":" in ip else ip  # IPv6 in brackets, as Docker writes it
+                found.add(f"{shown}:{host_port}:{container_port}")
     return found
 
 

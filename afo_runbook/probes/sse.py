@@ -292,8 +292,13 @@ def _read_events(seen: SseSeen, body: BoundedRead, started: float, max_bytes: in
             seen.body_excerpt = excerpt.decode("utf-8", errors="replace")
             break
         at = time.monotonic() - started
-        room = max(KEEP_EVENTS, seen.min_events) - len(seen.events)
-        seen.events.extend(parse_block(b, f, at) for b, f in blocks[:max(room, 0)])
+        for block, fields in blocks:
+            event = parse_block(block, fields, at)
+            counts = seen.expected_event in (None, event.event)
+            # every event that counts is kept (up to min_events); others only a few, as evidence
+            if (counts and len(seen.matching()) < seen.min_events) or \
+                    len(seen.events) < KEEP_EVENTS:
+                seen.events.append(event)
         if len(seen.matching()) < seen.min_events and body.bytes_read > max_bytes:
             seen.problem = f"{body.bytes_read} bytes without {_wanted(seen)}"
             break
