@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import yaml
 
 from afo_runbook.config import ConfigError, check_url, parse_config
+from afo_runbook.refstack.runbook_toml import toml_string
 
 EXIT_OK = 0
 EXIT_CANNOT_WRITE = 2
@@ -550,22 +551,7 @@ def _fetched_url(argv: list[str]) -> tuple[str, str | None]:
 
 
 # -- rendering -------------------------------------------------------------------------------
-
-
-def toml_string(value: str | Path) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    out = ['"']
-    for ch in str(value):
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in "\b\t\n\f\r":
-            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+# toml_string: the reference stack's writer's, one escaping rule for every generated file.
 
 
 def toml_key(name: str) -> str:
